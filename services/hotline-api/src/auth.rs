@@ -1,0 +1,131 @@
+//! Bearer-token authentication and the JSON body extractor: the edges where requests are checked.
+
+use crate::error::ApiError;
+use crate::{AppState, MAX_BODY_BYTES};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use hotline_store::tokens::{self, Principal, Rejection, Role};
+use serde::de::DeserializeOwned;
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Principal);
+
+impl Caller {
+    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "a {} token cannot do this",
+                self.0.role.as_str()
+            )))
+        }
+    }
+
+    /// The actor recorded on events this caller causes.
+    pub fn actor(&self) -> hotline_events::Actor {
+        hotline_events::Actor {
+            kind: self.0.role.as_str().to_owned(),
+            id: self.0.token_id.to_string(),
+            name: self.0.name.clone(),
+            unit: self.0.unit.clone(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        let mut conn = state.pool.acquire().await?;
+        match tokens::authenticate(&mut conn, token, state.clock.now()).await? {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(Rejection::Unknown) => Err(ApiError::unauthorized("unknown token")),
+            Err(Rejection::Expired) => Err(ApiError::unauthorized("token expired")),
+            Err(Rejection::Revoked) => Err(ApiError::unauthorized("token revoked")),
+        }
+    }
+}
+
+/// A JSON body: `Content-Type: application/json`, at most [`MAX_BODY_BYTES`], parsed strictly.
+/// Errors name the field at fault: 400 for malformed JSON, 413 for too large, 415 for another
+/// content type, 422 for a well-formed body with wrong, missing or unknown fields.
+pub struct JsonBody<T>(pub T, pub axum::body::Bytes);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(ApiError::bad_request("the body is not valid UTF-8"));
+        }
+        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(deserializer) {
+            Ok(value) => Ok(JsonBody(value, bytes)),
+            Err(error) => {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                match inner.classify() {
+                    serde_json::error::Category::Data => {
+                        let field = if path == "." { "body".to_owned() } else { path };
+                        Err(ApiError::invalid_field(
+                            field,
+                            strip_position(&inner.to_string()),
+                        ))
+                    }
+                    _ => Err(ApiError::bad_request(format!("malformed JSON: {inner}"))),
+                }
+            }
+        }
+    }
+}
+
+/// serde's messages end in " at line 1 column 9", which means little to a client of a JSON API
+/// once the field is named.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}

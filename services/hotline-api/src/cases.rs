@@ -1,0 +1,464 @@
+//! Case actions: what units, operators and managers do to a case. Each is checked against the
+//! caller's access and the domain state machine, and stored as a state change, a history row and
+//! an outbox event in one transaction.
+
+use crate::auth::{Caller, JsonBody};
+use crate::error::ApiError;
+use crate::views::{access, parse_id, Access};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hotline_domain::case::{transition, CaseCommand, CaseState, ReturnReason, Satisfaction};
+use hotline_domain::routing::AssignmentRole;
+use hotline_events::{timestamp, v1, Event, Payload};
+use hotline_store::cases::{self, CaseRow};
+use hotline_store::tokens::Role;
+use hotline_store::{PgConnection, Postgres, Transaction};
+use hotline_workers::router::{wire_role, wire_state};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const MAX_NOTE_CHARS: usize = 5_000;
+
+/// Who may issue a command.
+#[derive(Debug, Clone, Copy)]
+enum Permission {
+    /// The lead unit only (accept, return, resolve).
+    Lead,
+    /// The lead or an assisting unit (contact).
+    LeadOrAssisting,
+    /// Operators and managers (assign, callback, close, transfer out).
+    Staff,
+}
+
+fn check_permission(
+    permission: Permission,
+    access: &Access,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let allowed = match (permission, access) {
+        (Permission::Staff, Access::Staff) => {
+            matches!(caller.0.role, Role::Operator | Role::Manager | Role::Admin)
+        }
+        (Permission::Lead, Access::Unit { role, .. }) => role == "lead",
+        (Permission::LeadOrAssisting, Access::Unit { role, .. }) => {
+            role == "lead" || role == "assisting"
+        }
+        _ => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(match access {
+        Access::Unit { role, .. } if role == "assisting" => {
+            ApiError::forbidden("an assisting unit adds its part; only the lead unit can do this")
+        }
+        Access::Unit { .. } | Access::FormerUnit { .. } => {
+            ApiError::forbidden("this unit has read-only access to the case")
+        }
+        Access::Staff => ApiError::forbidden("this action is for the units handling the case"),
+    })
+}
+
+struct Action {
+    command: CaseCommand,
+    permission: Permission,
+    payload: Payload,
+    detail: Value,
+}
+
+/// Locks the case, checks access and the transition, records it. Returns the new state.
+async fn apply(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &AppState,
+    caller: &Caller,
+    case_id: Uuid,
+    build: impl FnOnce(&CaseRow, &Access) -> Result<Action, ApiError>,
+) -> Result<(CaseRow, CaseState), ApiError> {
+    let case = cases::lock(tx, case_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let access = access(tx, caller, case_id).await?;
+    let action = build(&case, &access)?;
+    check_permission(action.permission, &access, caller)?;
+    let from: CaseState = case
+        .state
+        .parse()
+        .map_err(|e: hotline_domain::case::UnknownState| ApiError::internal(e))?;
+    let to = transition(from, action.command)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "illegal_transition", e.to_string()))?;
+    let event = Event::new(
+        case_id.to_string(),
+        caller.actor(),
+        state.clock.now(),
+        action.payload,
+    );
+    cases::record_transition(
+        tx,
+        case_id,
+        Some(from.as_str()),
+        to.as_str(),
+        &event,
+        action.detail,
+    )
+    .await?;
+    Ok((case, to))
+}
+
+fn note(raw: Option<String>, field: &'static str, required: bool) -> Result<String, ApiError> {
+    let value = raw.map(|s| s.trim().to_owned()).unwrap_or_default();
+    if required && value.is_empty() {
+        return Err(ApiError::invalid_field(field, "is required"));
+    }
+    if value.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("is longer than {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    Ok(value)
+}
+
+fn acting_unit(access: &Access) -> String {
+    match access {
+        Access::Unit { unit, .. } | Access::FormerUnit { unit } => unit.clone(),
+        Access::Staff => String::new(),
+    }
+}
+
+fn done(case_id: Uuid, to: CaseState) -> Json<Value> {
+    Json(json!({"id": case_id, "state": to}))
+}
+
+pub async fn accept(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Accept,
+            permission: Permission::Lead,
+            payload: Payload::CaseAccepted(v1::CaseAccepted {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+            }),
+            detail: json!({}),
+        })
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    pub reason: ReturnReason,
+    pub note: Option<String>,
+}
+
+pub async fn return_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<ReturnRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let note = note(request.note, "note", true)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Return,
+            permission: Permission::Lead,
+            payload: Payload::CaseReturned(v1::CaseReturned {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+                reason: request.reason.as_str().to_owned(),
+                note: note.clone(),
+            }),
+            detail: json!({"reason": request.reason, "note": note}),
+        })
+    })
+    .await?;
+    // The returning unit keeps read-only access through its ended assignment.
+    cases::end_assignments(&mut tx, id, "returned", state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    pub note: Option<String>,
+}
+
+pub async fn contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<NoteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let note = note(request.note, "note", false)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Contact,
+            permission: Permission::LeadOrAssisting,
+            payload: Payload::CaseContacted(v1::CaseContacted {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+                note: note.clone(),
+            }),
+            detail: json!({"note": note}),
+        })
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub result: Option<String>,
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<ResolveRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let result = note(request.result, "result", true)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Resolve,
+            permission: Permission::Lead,
+            payload: Payload::CaseResolved(v1::CaseResolved {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+                result: result.clone(),
+            }),
+            detail: json!({"result": result}),
+        })
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    pub lead: String,
+    #[serde(default)]
+    pub assisting: Vec<String>,
+    #[serde(default)]
+    pub informed: Vec<String>,
+    pub note: Option<String>,
+}
+
+async fn known_unit(
+    conn: &mut PgConnection,
+    code: &str,
+    field: &'static str,
+) -> Result<(), ApiError> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
+        .bind(code)
+        .fetch_one(conn)
+        .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            field,
+            format!("unknown unit `{code}`"),
+        ))
+    }
+}
+
+/// One action for operators and managers: assign a triaged or returned case to its units.
+pub async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<AssignRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let note = note(request.note, "note", false)?;
+    let mut tx = state.pool.begin().await?;
+    known_unit(&mut tx, &request.lead, "lead").await?;
+    let mut plan: Vec<(String, AssignmentRole)> =
+        vec![(request.lead.clone(), AssignmentRole::Lead)];
+    for (units, role, field) in [
+        (&request.assisting, AssignmentRole::Assisting, "assisting"),
+        (&request.informed, AssignmentRole::Informed, "informed"),
+    ] {
+        for unit in units {
+            known_unit(&mut tx, unit, field).await?;
+            if !plan.iter().any(|(u, _)| u == unit) {
+                plan.push((unit.clone(), role));
+            }
+        }
+    }
+    let wire: Vec<v1::Assignment> = plan
+        .iter()
+        .map(|(unit, role)| v1::Assignment {
+            unit: unit.clone(),
+            role: wire_role(*role),
+        })
+        .collect();
+    let rule = format!("manual/{}", caller.0.role.as_str());
+    let explanation = if note.is_empty() {
+        format!("assigned by {}", caller.0.name)
+    } else {
+        format!("assigned by {}: {note}", caller.0.name)
+    };
+    let (case, to) = apply(&mut tx, &state, &caller, id, |case, _| {
+        // A triaged case has had no unit yet: its clocks run from the citizen's call, carried by
+        // CaseRouted. A returned case goes to a new unit whose clocks start now: CaseRerouted.
+        let payload = if case.state == CaseState::Triage.as_str() {
+            Payload::CaseRouted(v1::CaseRouted {
+                case_id: id.to_string(),
+                appeal_id: String::new(),
+                state: wire_state(CaseState::Routed),
+                topic: case.topic.clone(),
+                district: case.district.clone().unwrap_or_default(),
+                school: case.school.clone().unwrap_or_default(),
+                urgent: case.urgent,
+                assignments: wire.clone(),
+                rule: rule.clone(),
+                catalogue_version: String::new(),
+                explanation: explanation.clone(),
+                received_at: Some(timestamp(case.received_at)),
+                historical: case.historical,
+            })
+        } else {
+            Payload::CaseRerouted(v1::CaseRerouted {
+                case_id: id.to_string(),
+                assignments: wire.clone(),
+                rule: rule.clone(),
+                catalogue_version: String::new(),
+                explanation: explanation.clone(),
+            })
+        };
+        Ok(Action {
+            command: CaseCommand::Assign,
+            permission: Permission::Staff,
+            payload,
+            detail: json!({"assignments": plan.iter().map(|(u, r)| json!({"unit": u, "role": r})).collect::<Vec<_>>(), "note": note}),
+        })
+    })
+    .await?;
+    let now = state.clock.now();
+    cases::end_assignments(&mut tx, id, "reassigned", now).await?;
+    for (unit, role) in &plan {
+        cases::assign(&mut tx, id, unit, role.as_str(), now).await?;
+    }
+    cases::update_routing(&mut tx, case.id, &rule, "", &explanation).await?;
+    sqlx::query("UPDATE appeals SET status = 'routed' WHERE case_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackRequest {
+    pub reached: bool,
+    pub solved: bool,
+    pub satisfaction: Satisfaction,
+    pub note: Option<String>,
+}
+
+pub async fn callback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<CallbackRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let note = note(request.note, "note", false)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, _| {
+        Ok(Action {
+            command: CaseCommand::RecordCallback(request.satisfaction),
+            permission: Permission::Staff,
+            payload: Payload::CallbackRecorded(v1::CallbackRecorded {
+                case_id: id.to_string(),
+                reached: request.reached,
+                solved: request.solved,
+                satisfaction: request.satisfaction.as_str().to_owned(),
+                note: note.clone(),
+            }),
+            detail: json!({"reached": request.reached, "solved": request.solved, "satisfaction": request.satisfaction, "note": note}),
+        })
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+pub async fn close(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, _| {
+        Ok(Action {
+            command: CaseCommand::Close,
+            permission: Permission::Staff,
+            payload: Payload::CaseClosed(v1::CaseClosed {
+                case_id: id.to_string(),
+            }),
+            detail: json!({}),
+        })
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferOutRequest {
+    pub reason: Option<String>,
+}
+
+pub async fn transfer_out(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<TransferOutRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let reason = note(request.reason, "reason", true)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, _| {
+        Ok(Action {
+            command: CaseCommand::TransferOut,
+            permission: Permission::Staff,
+            payload: Payload::CaseTransferredOut(v1::CaseTransferredOut {
+                case_id: id.to_string(),
+                reason: reason.clone(),
+            }),
+            detail: json!({"reason": reason}),
+        })
+    })
+    .await?;
+    cases::end_assignments(&mut tx, id, "transferred_out", state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}

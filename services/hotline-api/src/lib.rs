@@ -1,0 +1,97 @@
+//! Hotline's HTTP API (axum). Request and response types live here, apart from domain types.
+
+pub mod auth;
+pub mod cases;
+pub mod error;
+pub mod intake;
+mod openapi;
+mod views;
+
+use axum::routing::{get, post};
+use axum::Router;
+use hotline_store::PgPool;
+use hotline_workers::Clock;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+/// Largest request body accepted (an appeal is at most 20,000 characters, ~60 KB of UTF-8).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Option<PrometheusHandle>,
+    pub calendar: Arc<hotline_domain::calendar::WorkingCalendar>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/openapi.json", get(openapi::spec))
+        .route("/api/v1/appeals", post(intake::file))
+        .route("/api/v1/appeals/{id}", get(views::appeal))
+        .route("/api/v1/cases", get(views::list_cases))
+        .route("/api/v1/cases/{id}", get(views::case))
+        .route("/api/v1/cases/{id}/accept", post(cases::accept))
+        .route("/api/v1/cases/{id}/return", post(cases::return_case))
+        .route("/api/v1/cases/{id}/contact", post(cases::contact))
+        .route("/api/v1/cases/{id}/resolve", post(cases::resolve))
+        .route("/api/v1/cases/{id}/assign", post(cases::assign))
+        .route("/api/v1/cases/{id}/callback", post(cases::callback))
+        .route("/api/v1/cases/{id}/close", post(cases::close))
+        .route("/api/v1/cases/{id}/transfer-out", post(cases::transfer_out))
+        .route("/api/v1/units", get(views::units))
+        .fallback(error::not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The routes, for the OpenAPI completeness test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/appeals"),
+    ("get", "/api/v1/appeals/{id}"),
+    ("get", "/api/v1/cases"),
+    ("get", "/api/v1/cases/{id}"),
+    ("post", "/api/v1/cases/{id}/accept"),
+    ("post", "/api/v1/cases/{id}/return"),
+    ("post", "/api/v1/cases/{id}/contact"),
+    ("post", "/api/v1/cases/{id}/resolve"),
+    ("post", "/api/v1/cases/{id}/assign"),
+    ("post", "/api/v1/cases/{id}/callback"),
+    ("post", "/api/v1/cases/{id}/close"),
+    ("post", "/api/v1/cases/{id}/transfer-out"),
+    ("get", "/api/v1/units"),
+];
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&state.pool)
+        .await
+    {
+        Ok(_) => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "health check: database unreachable");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    state
+        .metrics
+        .as_ref()
+        .map(|m| m.render())
+        .unwrap_or_default()
+}

@@ -1,0 +1,289 @@
+//! Read endpoints: an appeal with its case, clocks and history; case lists; units.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use hotline_domain::phone::mask_digits;
+use hotline_store::appeals::AppealRow;
+use hotline_store::cases::{AssignmentRow, CaseRow};
+use hotline_store::tokens::Role;
+use hotline_store::{appeals, cases, deadlines, PgConnection};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// What a caller may do with a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Operators, managers, admins.
+    Staff,
+    /// A unit with its current role (`lead`, `assisting`, `informed`).
+    Unit { unit: String, role: String },
+    /// A unit that held the case before (it returned it): read only.
+    FormerUnit { unit: String },
+}
+
+pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    // A malformed id is simply not found: no hint about what exists.
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
+}
+
+/// The caller's access to a case; 404 for a unit with no part in it, so nothing leaks.
+pub(crate) async fn access(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    case_id: Uuid,
+) -> Result<Access, ApiError> {
+    match (caller.0.role, caller.0.unit.as_deref()) {
+        (Role::Unit, Some(unit)) => {
+            if let Some(role) = cases::active_role(conn, case_id, unit).await? {
+                return Ok(Access::Unit {
+                    unit: unit.to_owned(),
+                    role,
+                });
+            }
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM assignments WHERE case_id = $1 AND unit_code = $2
+                 AND role IN ('lead', 'assisting'))",
+            )
+            .bind(case_id)
+            .bind(unit)
+            .fetch_one(&mut *conn)
+            .await?;
+            if held {
+                Ok(Access::FormerUnit {
+                    unit: unit.to_owned(),
+                })
+            } else {
+                Err(ApiError::not_found())
+            }
+        }
+        (Role::Unit, None) => Err(ApiError::not_found()),
+        _ => Ok(Access::Staff),
+    }
+}
+
+fn caller_view(appeal: &AppealRow, caller: &Caller) -> Value {
+    if caller.0.role == Role::Operator {
+        return json!({
+            "name": appeal.caller_name,
+            "phone": appeal.caller_phone,
+            "confidential": appeal.caller_confidential,
+        });
+    }
+    if appeal.caller_confidential {
+        return json!({"confidential": true});
+    }
+    json!({
+        "name": appeal.caller_name,
+        "phone": appeal.caller_phone.as_deref().map(mask_digits),
+        "confidential": false,
+    })
+}
+
+fn units_by_role(assignments: &[AssignmentRow], role: &str) -> Vec<String> {
+    assignments
+        .iter()
+        .filter(|a| a.ended_at.is_none() && a.role == role)
+        .map(|a| a.unit_code.clone())
+        .collect()
+}
+
+async fn case_detail(conn: &mut PgConnection, case: &CaseRow) -> Result<Value, ApiError> {
+    let assignments = cases::assignments(conn, case.id).await?;
+    let clocks = deadlines::for_case(conn, case.id).await?;
+    let history = cases::history(conn, case.id).await?;
+    let mut current = serde_json::Map::new();
+    for clock in clocks.iter().filter(|c| c.cancelled_at.is_none()) {
+        current.insert(clock.kind.clone(), json!(clock.due_at.to_rfc3339()));
+    }
+    Ok(json!({
+        "id": case.id,
+        "state": case.state,
+        "topic": case.topic,
+        "district": case.district,
+        "school": case.school,
+        "urgent": case.urgent,
+        "received_at": case.received_at.to_rfc3339(),
+        "lead_unit": units_by_role(&assignments, "lead").first(),
+        "assisting_units": units_by_role(&assignments, "assisting"),
+        "informed_units": units_by_role(&assignments, "informed"),
+        "routing": {"rule": case.rule, "catalogue_version": case.catalogue_version, "explanation": case.explanation},
+        "escalation_level": case.escalation_level,
+        "deadlines": current,
+        "clocks": clocks,
+        "assignments": assignments,
+        "history": history.iter().map(|h| json!({
+            "event": h.event_type,
+            "event_id": h.event_id,
+            "from": h.from_state,
+            "to": h.to_state,
+            "actor": {"kind": h.actor_kind, "name": h.actor_name, "unit": h.actor_unit},
+            "at": h.occurred_at.to_rfc3339(),
+            "detail": h.detail,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+pub(crate) async fn appeal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut conn = state.pool.acquire().await?;
+    let appeal = appeals::get(&mut conn, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let case = match appeal.case_id {
+        Some(case_id) => {
+            access(&mut conn, &caller, case_id).await?;
+            cases::get(&mut conn, case_id).await?
+        }
+        None if caller.0.role == Role::Unit => return Err(ApiError::not_found()),
+        None => None,
+    };
+    let detail = match &case {
+        Some(case) => Some(case_detail(&mut conn, case).await?),
+        None => None,
+    };
+    let mut history = vec![
+        json!({"event": "AppealFiled", "at": appeal.filed_at.to_rfc3339(), "actor": {"kind": "operator", "id": appeal.filed_by}}),
+    ];
+    if let Some(at) = appeal.classified_at {
+        history.push(json!({"event": "AppealClassified", "at": at.to_rfc3339(), "topic": appeal.topic, "model_version": appeal.model_version}));
+    }
+    if let Some(d) = &detail {
+        history.extend(d["history"].as_array().cloned().unwrap_or_default());
+    }
+    Ok(Json(json!({
+        "id": appeal.id,
+        "status": appeal.status,
+        "content": appeal.content,
+        "channel": appeal.channel,
+        "external_id": appeal.external_id,
+        "received_at": appeal.received_at.to_rfc3339(),
+        "historical": appeal.historical,
+        "caller": caller_view(&appeal, &caller),
+        "topic": appeal.topic,
+        "confidence": appeal.confidence,
+        "alternatives": appeal.alternatives,
+        "urgent": appeal.urgent,
+        "urgent_cue": appeal.urgent_cue,
+        "district": appeal.district,
+        "school": appeal.school,
+        "terms": appeal.terms,
+        "model_version": appeal.model_version,
+        "case_id": appeal.case_id,
+        "case_state": detail.as_ref().map(|d| d["state"].clone()),
+        "lead_unit": detail.as_ref().map(|d| d["lead_unit"].clone()),
+        "assisting_units": detail.as_ref().map(|d| d["assisting_units"].clone()).unwrap_or(json!([])),
+        "informed_units": detail.as_ref().map(|d| d["informed_units"].clone()).unwrap_or(json!([])),
+        "routing": detail.as_ref().map(|d| d["routing"].clone()),
+        "deadlines": detail.as_ref().map(|d| d["deadlines"].clone()).unwrap_or(json!({})),
+        "history": history,
+    })))
+}
+
+pub(crate) async fn case(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut conn = state.pool.acquire().await?;
+    let case = cases::get(&mut conn, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let access = access(&mut conn, &caller, id).await?;
+    let mut body = case_detail(&mut conn, &case).await?;
+    let appeals = appeals::for_case(&mut conn, id).await?;
+    body["appeals"] = appeals
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "content": a.content,
+                "received_at": a.received_at.to_rfc3339(),
+                "caller": caller_view(a, &caller),
+            })
+        })
+        .collect();
+    body["your_role"] = match access {
+        Access::Staff => json!(caller.0.role.as_str()),
+        Access::Unit { role, .. } => json!(role),
+        Access::FormerUnit { .. } => json!("former"),
+    };
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CaseListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn list_cases(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<CaseListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &query.state {
+        s.parse::<hotline_domain::case::CaseState>()
+            .map_err(|e| ApiError::invalid_field("state", e.to_string()))?;
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let mut conn = state.pool.acquire().await?;
+    let rows: Vec<Value> = match (caller.0.role, caller.0.unit.as_deref()) {
+        (Role::Unit, Some(unit)) => cases::for_unit(&mut conn, unit, query.state.as_deref(), limit)
+            .await?
+            .into_iter()
+            .map(|(c, role)| summary(&c, Some(&role)))
+            .collect(),
+        (Role::Unit, None) => Vec::new(),
+        _ => cases::by_state(&mut conn, query.state.as_deref(), limit)
+            .await?
+            .iter()
+            .map(|c| summary(c, None))
+            .collect(),
+    };
+    Ok(Json(json!({"cases": rows})))
+}
+
+fn summary(case: &CaseRow, role: Option<&str>) -> Value {
+    json!({
+        "id": case.id,
+        "state": case.state,
+        "topic": case.topic,
+        "district": case.district,
+        "school": case.school,
+        "urgent": case.urgent,
+        "received_at": case.received_at.to_rfc3339(),
+        "rule": case.rule,
+        "explanation": case.explanation,
+        "your_role": role,
+    })
+}
+
+pub(crate) async fn units(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(sqlx::FromRow, serde::Serialize)]
+    struct Unit {
+        code: String,
+        name: String,
+        kind: String,
+        district: Option<String>,
+        aliases: Vec<String>,
+    }
+    let units = sqlx::query_as::<_, Unit>(
+        "SELECT code, name, kind, district, aliases FROM units ORDER BY code",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(json!({"units": units})))
+}

@@ -1,0 +1,159 @@
+//! China's working-day calendar: weekends, official holidays and make-up working days (调休),
+//! from `seeds/calendar/holidays.tsv`. Times are China Standard Time (UTC+8, no daylight saving).
+
+use crate::SeedError;
+use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, TimeZone, Utc, Weekday};
+use std::collections::BTreeSet;
+
+pub fn china_offset() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkingCalendar {
+    off: BTreeSet<NaiveDate>,
+    work: BTreeSet<NaiveDate>,
+    years: BTreeSet<i32>,
+}
+
+impl WorkingCalendar {
+    pub fn parse(tsv: &str) -> Result<Self, SeedError> {
+        const FILE: &str = "holidays.tsv";
+        let mut calendar = Self::default();
+        for (index, line) in tsv.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() || line.starts_with("date\t") {
+                continue;
+            }
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() < 2 {
+                return Err(SeedError::new(FILE, index + 1, "expected date, kind, name"));
+            }
+            let date = NaiveDate::parse_from_str(cols[0], "%Y-%m-%d")
+                .map_err(|e| SeedError::new(FILE, index + 1, format!("bad date: {e}")))?;
+            match cols[1] {
+                "off" => calendar.off.insert(date),
+                "work" => calendar.work.insert(date),
+                other => {
+                    return Err(SeedError::new(
+                        FILE,
+                        index + 1,
+                        format!("unknown kind `{other}`"),
+                    ))
+                }
+            };
+            calendar.years.insert(date.year());
+        }
+        Ok(calendar)
+    }
+
+    pub fn builtin() -> Self {
+        Self::parse(crate::seeds::HOLIDAYS_TSV)
+            .expect("seeds/calendar/holidays.tsv is checked by the tests")
+    }
+
+    /// Years whose official schedule is loaded. Past them, only weekends are days off.
+    pub fn years(&self) -> &BTreeSet<i32> {
+        &self.years
+    }
+
+    pub fn is_working_day(&self, date: NaiveDate) -> bool {
+        if self.off.contains(&date) {
+            return false;
+        }
+        if self.work.contains(&date) {
+            return true;
+        }
+        !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
+    }
+
+    /// `n` working days after `start`, at the same time of day. A start on a day off counts from
+    /// the beginning (00:00) of the next working day, so "1 working day" from a Saturday ends at
+    /// the end of Monday.
+    pub fn add_working_days(&self, start: DateTime<Utc>, n: u32) -> DateTime<Utc> {
+        let tz = china_offset();
+        let local = start.with_timezone(&tz);
+        let mut date = local.date_naive();
+        let mut time = local.time();
+        if !self.is_working_day(date) {
+            date = self.next_working_day(date);
+            time = chrono::NaiveTime::MIN;
+        }
+        for _ in 0..n {
+            date = self.next_working_day(date);
+        }
+        tz.from_local_datetime(&date.and_time(time))
+            .single()
+            .expect("a fixed offset has no gaps")
+            .with_timezone(&Utc)
+    }
+
+    fn next_working_day(&self, mut date: NaiveDate) -> NaiveDate {
+        loop {
+            date = date + Days::new(1);
+            if self.is_working_day(date) {
+                return date;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn working_days_in_2026() {
+        let cal = WorkingCalendar::builtin();
+        let check = |date: &str, working: bool| {
+            let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+            assert_eq!(cal.is_working_day(d), working, "{date}");
+        };
+        check("2026-01-01", false);
+        check("2026-01-04", true); // Sunday make-up day
+        check("2026-02-14", true); // Saturday make-up day
+        check("2026-02-15", false);
+        check("2026-02-23", false); // Monday inside Spring Festival
+        check("2026-02-24", true);
+        check("2026-02-28", true);
+        check("2026-09-20", true);
+        check("2026-10-01", false);
+        check("2026-10-07", false);
+        check("2026-10-08", true);
+        check("2026-10-10", true);
+        check("2026-11-28", false); // ordinary Saturday
+        check("2026-11-30", true);
+        check("2027-01-02", false); // past the known years: weekends only
+    }
+
+    #[test]
+    fn adding_working_days() {
+        let cal = WorkingCalendar::builtin();
+        let check = |start: &str, n: u32, expected: &str| {
+            assert_eq!(
+                cal.add_working_days(at(start), n),
+                at(expected),
+                "{start} + {n}"
+            );
+        };
+        // Friday 13 Feb 2026 10:00 + 1 → Saturday 14 Feb (make-up day), + 2 → Tuesday 24 Feb.
+        check("2026-02-13T10:00:00+08:00", 1, "2026-02-14T10:00:00+08:00");
+        check("2026-02-13T10:00:00+08:00", 2, "2026-02-24T10:00:00+08:00");
+        // Received on a holiday: counting starts at the first working day's midnight.
+        check("2026-02-17T15:00:00+08:00", 1, "2026-02-25T00:00:00+08:00");
+        // National Day: 30 Sep + 1 → 8 Oct; 9 Oct + 1 → Saturday 10 Oct (make-up day).
+        check("2026-09-30T09:00:00+08:00", 1, "2026-10-08T09:00:00+08:00");
+        check("2026-10-09T09:00:00+08:00", 1, "2026-10-10T09:00:00+08:00");
+        // Sunday 20 Sep is a working day itself.
+        check("2026-09-19T12:00:00+08:00", 1, "2026-09-21T00:00:00+08:00");
+        check("2026-09-18T12:00:00+08:00", 1, "2026-09-20T12:00:00+08:00");
+        // New Year: Wednesday 31 Dec 2025 + 1 → Sunday 4 Jan 2026.
+        check("2025-12-31T18:00:00+08:00", 1, "2026-01-04T18:00:00+08:00");
+        // An ordinary week: Monday + 5 → next Monday.
+        check("2026-11-30T10:00:00+08:00", 5, "2026-12-07T10:00:00+08:00");
+        check("2026-11-30T10:00:00+08:00", 0, "2026-11-30T10:00:00+08:00");
+    }
+}

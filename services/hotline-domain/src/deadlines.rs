@@ -1,0 +1,252 @@
+//! Deadline policy (`seeds/deadline-policy.toml`): how long a unit has to sign, contact the citizen,
+//! resolve, and how long the operator has to call back, by urgency.
+
+use crate::calendar::WorkingCalendar;
+use crate::SeedError;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineKind {
+    Sign,
+    Contact,
+    Resolve,
+    Callback,
+}
+
+impl DeadlineKind {
+    pub const ALL: [DeadlineKind; 4] = [
+        DeadlineKind::Sign,
+        DeadlineKind::Contact,
+        DeadlineKind::Resolve,
+        DeadlineKind::Callback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadlineKind::Sign => "sign",
+            DeadlineKind::Contact => "contact",
+            DeadlineKind::Resolve => "resolve",
+            DeadlineKind::Callback => "callback",
+        }
+    }
+}
+
+impl fmt::Display for DeadlineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeadlineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeadlineKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown deadline kind `{s}`"))
+    }
+}
+
+/// A time limit: natural time (`90s`, `30m`, `2h`, `3d`) or working days (`5wd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Natural(Duration),
+    WorkingDays(u32),
+}
+
+impl FromStr for Limit {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let raw = raw.trim();
+        let split = raw
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("`{raw}` has no unit (s, m, h, d, wd)"))?;
+        let (number, unit) = raw.split_at(split);
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("`{raw}` does not start with a whole number"))?;
+        match unit {
+            "s" => Ok(Limit::Natural(Duration::seconds(n))),
+            "m" => Ok(Limit::Natural(Duration::minutes(n))),
+            "h" => Ok(Limit::Natural(Duration::hours(n))),
+            "d" => Ok(Limit::Natural(Duration::days(n))),
+            "wd" => u32::try_from(n)
+                .map(Limit::WorkingDays)
+                .map_err(|_| format!("`{raw}` is out of range")),
+            _ => Err(format!("`{raw}`: unknown unit `{unit}` (s, m, h, d, wd)")),
+        }
+    }
+}
+
+impl Limit {
+    pub fn after(self, start: DateTime<Utc>, calendar: &WorkingCalendar) -> DateTime<Utc> {
+        match self {
+            Limit::Natural(d) => start + d,
+            Limit::WorkingDays(n) => calendar.add_working_days(start, n),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PolicyFile {
+    version: String,
+    warn_at_fraction: f64,
+    urgent: LimitsFile,
+    normal: LimitsFile,
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitsFile {
+    sign: String,
+    contact: String,
+    resolve: String,
+    callback: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub sign: Limit,
+    pub contact: Limit,
+    pub resolve: Limit,
+    pub callback: Limit,
+}
+
+impl Limits {
+    fn get(&self, kind: DeadlineKind) -> Limit {
+        match kind {
+            DeadlineKind::Sign => self.sign,
+            DeadlineKind::Contact => self.contact,
+            DeadlineKind::Resolve => self.resolve,
+            DeadlineKind::Callback => self.callback,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    Urgent,
+    Normal,
+}
+
+impl Urgency {
+    pub fn from_flag(urgent: bool) -> Self {
+        if urgent {
+            Urgency::Urgent
+        } else {
+            Urgency::Normal
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadlinePolicy {
+    pub version: String,
+    pub warn_at_fraction: f64,
+    pub urgent: Limits,
+    pub normal: Limits,
+}
+
+/// One clock: when it started, when to warn, when it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub kind: DeadlineKind,
+    pub starts_at: DateTime<Utc>,
+    pub warn_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+}
+
+impl DeadlinePolicy {
+    pub fn parse(toml_text: &str) -> Result<Self, SeedError> {
+        const FILE: &str = "deadline-policy.toml";
+        let file: PolicyFile =
+            toml::from_str(toml_text).map_err(|e| SeedError::new(FILE, 0, e.to_string()))?;
+        if !(0.0..1.0).contains(&file.warn_at_fraction) {
+            return Err(SeedError::new(
+                FILE,
+                0,
+                "warn_at_fraction must be in [0, 1)",
+            ));
+        }
+        let limits = |l: &LimitsFile| -> Result<Limits, SeedError> {
+            let p = |s: &str| s.parse::<Limit>().map_err(|e| SeedError::new(FILE, 0, e));
+            Ok(Limits {
+                sign: p(&l.sign)?,
+                contact: p(&l.contact)?,
+                resolve: p(&l.resolve)?,
+                callback: p(&l.callback)?,
+            })
+        };
+        Ok(Self {
+            version: file.version,
+            warn_at_fraction: file.warn_at_fraction,
+            urgent: limits(&file.urgent)?,
+            normal: limits(&file.normal)?,
+        })
+    }
+
+    pub fn builtin() -> Self {
+        Self::parse(crate::seeds::DEADLINE_POLICY_TOML)
+            .expect("seeds/deadline-policy.toml is checked by the tests")
+    }
+
+    pub fn clock(
+        &self,
+        kind: DeadlineKind,
+        urgency: Urgency,
+        starts_at: DateTime<Utc>,
+        calendar: &WorkingCalendar,
+    ) -> Clock {
+        let limits = match urgency {
+            Urgency::Urgent => &self.urgent,
+            Urgency::Normal => &self.normal,
+        };
+        let due_at = limits.get(kind).after(starts_at, calendar);
+        let span = due_at - starts_at;
+        let warn_after = Duration::milliseconds(
+            (span.num_milliseconds() as f64 * self.warn_at_fraction).round() as i64,
+        );
+        Clock {
+            kind,
+            starts_at,
+            warn_at: starts_at + warn_after,
+            due_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse() {
+        let check = |raw: &str, expected: Result<Limit, ()>| {
+            assert_eq!(raw.parse::<Limit>().map_err(|_| ()), expected, "{raw}");
+        };
+        check("90s", Ok(Limit::Natural(Duration::seconds(90))));
+        check("2h", Ok(Limit::Natural(Duration::hours(2))));
+        check("5wd", Ok(Limit::WorkingDays(5)));
+        check("3d", Ok(Limit::Natural(Duration::days(3))));
+        check("5", Err(()));
+        check("wd", Err(()));
+        check("5y", Err(()));
+    }
+
+    #[test]
+    fn builtin_policy_clocks() {
+        let policy = DeadlinePolicy::builtin();
+        let calendar = WorkingCalendar::builtin();
+        let start = DateTime::parse_from_rfc3339("2026-11-30T10:00:00+08:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let urgent = policy.clock(DeadlineKind::Contact, Urgency::Urgent, start, &calendar);
+        assert_eq!(urgent.due_at - start, Duration::hours(2));
+        assert!(urgent.warn_at > start && urgent.warn_at < urgent.due_at);
+        let normal = policy.clock(DeadlineKind::Resolve, Urgency::Normal, start, &calendar);
+        assert_eq!(normal.due_at, calendar.add_working_days(start, 5));
+    }
+}

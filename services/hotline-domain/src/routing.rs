@@ -1,0 +1,400 @@
+//! Routing: from a classification to the units that must act, by the dispatch catalogue
+//! (`seeds/dispatch.toml`). Pure: the caller supplies the classification and the directories.
+
+use crate::schools::School;
+use crate::topic::TopicCode;
+use crate::units::{UnitCode, UnitKind, UnitsDirectory};
+use crate::SeedError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentRole {
+    /// 主办: the one unit that resolves.
+    Lead,
+    /// 协办: sees the case and adds its part.
+    Assisting,
+    /// Read-only.
+    Informed,
+}
+
+impl AssignmentRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentRole::Lead => "lead",
+            AssignmentRole::Assisting => "assisting",
+            AssignmentRole::Informed => "informed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "lead" => Some(AssignmentRole::Lead),
+            "assisting" => Some(AssignmentRole::Assisting),
+            "informed" => Some(AssignmentRole::Informed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub unit: UnitCode,
+    pub role: AssignmentRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Level {
+    District,
+    Shared,
+    Department,
+}
+
+#[derive(Debug, Deserialize)]
+struct CatalogueFile {
+    version: String,
+    fallback_unit: String,
+    safety_unit: String,
+    triage_below_confidence: f64,
+    rule: Vec<RuleEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RuleEntry {
+    topic: TopicCode,
+    department: UnitCode,
+    level: Level,
+    #[serde(default)]
+    inform: Vec<UnitCode>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchCatalogue {
+    version: String,
+    fallback_unit: UnitCode,
+    safety_unit: UnitCode,
+    triage_below_confidence: f64,
+    rules: Vec<RuleEntry>,
+}
+
+/// What the router knows about an appeal.
+#[derive(Debug, Clone)]
+pub struct RoutingInput<'a> {
+    pub topic: TopicCode,
+    pub confidence: f64,
+    pub education_related: bool,
+    pub urgent: bool,
+    pub district: Option<&'a str>,
+    pub school: Option<&'a School>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum RoutingDecision {
+    Route {
+        assignments: Vec<Assignment>,
+        rule: String,
+        explanation: String,
+    },
+    /// An operator must decide; `explanation` says why.
+    Triage { rule: String, explanation: String },
+    /// Not an education matter: back to the 12345 platform.
+    TransferOut { rule: String, explanation: String },
+}
+
+impl DispatchCatalogue {
+    pub fn parse(toml_text: &str, units: &UnitsDirectory) -> Result<Self, SeedError> {
+        const FILE: &str = "dispatch.toml";
+        let file: CatalogueFile =
+            toml::from_str(toml_text).map_err(|e| SeedError::new(FILE, 0, e.to_string()))?;
+        let known = |code: &str| -> Result<UnitCode, SeedError> {
+            units
+                .get(code)
+                .map(|u| u.code.clone())
+                .ok_or_else(|| SeedError::new(FILE, 0, format!("unknown unit `{code}`")))
+        };
+        for rule in &file.rule {
+            known(rule.department.as_str())?;
+            for unit in &rule.inform {
+                known(unit.as_str())?;
+            }
+        }
+        for topic in TopicCode::ALL {
+            if !file.rule.iter().any(|r| r.topic == topic) {
+                return Err(SeedError::new(
+                    FILE,
+                    0,
+                    format!("no rule for topic `{topic}`"),
+                ));
+            }
+        }
+        Ok(Self {
+            version: file.version,
+            fallback_unit: known(&file.fallback_unit)?,
+            safety_unit: known(&file.safety_unit)?,
+            triage_below_confidence: file.triage_below_confidence,
+            rules: file.rule,
+        })
+    }
+
+    pub fn builtin(units: &UnitsDirectory) -> Self {
+        Self::parse(crate::seeds::DISPATCH_TOML, units)
+            .expect("seeds/dispatch.toml is checked by the tests")
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn triage_below_confidence(&self) -> f64 {
+        self.triage_below_confidence
+    }
+
+    pub fn route(&self, input: &RoutingInput<'_>, units: &UnitsDirectory) -> RoutingDecision {
+        if input.topic == TopicCode::Other && !input.education_related && input.school.is_none() {
+            return RoutingDecision::TransferOut {
+                rule: "other/not-education".into(),
+                explanation: "nothing in the appeal concerns education; back to the 12345 platform"
+                    .into(),
+            };
+        }
+        if input.confidence < self.triage_below_confidence {
+            return RoutingDecision::Triage {
+                rule: "triage/low-confidence".into(),
+                explanation: format!(
+                    "classifier confidence {:.2} for `{}` is below {:.2}",
+                    input.confidence, input.topic, self.triage_below_confidence
+                ),
+            };
+        }
+        let Some(rule) = self.rules.iter().find(|r| r.topic == input.topic) else {
+            return self.fallback(input);
+        };
+        if input.topic == TopicCode::Other {
+            return self.fallback(input);
+        }
+
+        let directly_administered = input.school.filter(|s| {
+            units
+                .get(s.administering_unit.as_str())
+                .is_some_and(|u| u.kind == UnitKind::Department)
+        });
+        let district_bureau = input
+            .district
+            .and_then(|d| units.district_bureau(d))
+            .map(|u| u.code.clone());
+
+        let mut plan = Plan::default();
+        let (rule_name, explanation) = match (directly_administered, rule.level, district_bureau) {
+            (Some(school), _, _) => {
+                plan.add(rule.department.clone(), AssignmentRole::Lead);
+                plan.add(school.administering_unit.clone(), AssignmentRole::Informed);
+                (
+                    format!("{}/directly-administered-school", rule.topic),
+                    format!(
+                        "{} is administered by the bureau ({}); the topic's department leads",
+                        school.name, school.administering_unit
+                    ),
+                )
+            }
+            (None, Level::Department, bureau) => {
+                plan.add(rule.department.clone(), AssignmentRole::Lead);
+                if let Some(bureau) = bureau {
+                    plan.add(bureau, AssignmentRole::Informed);
+                }
+                (
+                    format!("{}/department", rule.topic),
+                    format!(
+                        "`{}` is handled city-wide by {}",
+                        rule.topic, rule.department
+                    ),
+                )
+            }
+            (None, level, Some(bureau)) => {
+                plan.add(bureau.clone(), AssignmentRole::Lead);
+                if level == Level::Shared {
+                    plan.add(rule.department.clone(), AssignmentRole::Assisting);
+                }
+                (
+                    format!("{}/district", rule.topic),
+                    format!(
+                        "`{}` in {} goes to the district bureau {bureau}",
+                        rule.topic,
+                        input.district.unwrap_or_default()
+                    ),
+                )
+            }
+            (None, _, None) => {
+                plan.add(rule.department.clone(), AssignmentRole::Lead);
+                (
+                    format!("{}/no-district", rule.topic),
+                    format!(
+                        "no district known for `{}`; the municipal department {} leads",
+                        rule.topic, rule.department
+                    ),
+                )
+            }
+        };
+        for unit in &rule.inform {
+            plan.add(unit.clone(), AssignmentRole::Informed);
+        }
+        if input.urgent {
+            plan.add(self.safety_unit.clone(), AssignmentRole::Informed);
+        }
+        RoutingDecision::Route {
+            assignments: plan.0,
+            rule: rule_name,
+            explanation,
+        }
+    }
+
+    fn fallback(&self, input: &RoutingInput<'_>) -> RoutingDecision {
+        let mut plan = Plan::default();
+        plan.add(self.fallback_unit.clone(), AssignmentRole::Lead);
+        if input.urgent {
+            plan.add(self.safety_unit.clone(), AssignmentRole::Informed);
+        }
+        RoutingDecision::Route {
+            assignments: plan.0,
+            rule: "fallback".into(),
+            explanation: format!(
+                "no dispatch rule covers this education matter; the fallback unit {} takes it (兜底)",
+                self.fallback_unit
+            ),
+        }
+    }
+}
+
+/// Assignments without duplicates: a unit already assigned keeps its stronger role.
+#[derive(Default)]
+struct Plan(Vec<Assignment>);
+
+impl Plan {
+    fn add(&mut self, unit: UnitCode, role: AssignmentRole) {
+        if !self.0.iter().any(|a| a.unit == unit) {
+            self.0.push(Assignment { unit, role });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schools::SchoolDirectory;
+
+    fn lead_and_roles(
+        decision: &RoutingDecision,
+    ) -> Option<(String, Vec<(String, AssignmentRole)>)> {
+        match decision {
+            RoutingDecision::Route { assignments, .. } => Some((
+                assignments
+                    .iter()
+                    .find(|a| a.role == AssignmentRole::Lead)
+                    .map(|a| a.unit.to_string())
+                    .unwrap_or_default(),
+                assignments
+                    .iter()
+                    .map(|a| (a.unit.to_string(), a.role))
+                    .collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn routes_by_topic_and_district() {
+        let units = UnitsDirectory::builtin();
+        let schools = SchoolDirectory::builtin();
+        let catalogue = DispatchCatalogue::builtin(&units);
+        let second_high = schools.by_name("山东省青岛第二中学");
+        let input = |topic, district, urgent| RoutingInput {
+            topic,
+            confidence: 0.9,
+            education_related: true,
+            urgent,
+            district,
+            school: None,
+        };
+        let check = |input: RoutingInput<'_>, lead: &str, also: &[(&str, AssignmentRole)]| {
+            let decision = catalogue.route(&input, &units);
+            let (got_lead, roles) = lead_and_roles(&decision).expect("routed");
+            assert_eq!(got_lead, lead, "{input:?}");
+            for (unit, role) in also {
+                assert!(
+                    roles.contains(&((*unit).to_owned(), *role)),
+                    "{input:?}: {roles:?}"
+                );
+            }
+        };
+        check(
+            input(TopicCode::Canteen, Some("黄岛区"), false),
+            "xihaian",
+            &[("qdedu-health", AssignmentRole::Informed)],
+        );
+        check(input(TopicCode::Canteen, None, false), "qdedu-health", &[]);
+        check(
+            input(TopicCode::OffCampusTutoring, Some("即墨区"), false),
+            "jimo",
+            &[("qdedu-private", AssignmentRole::Assisting)],
+        );
+        check(
+            input(TopicCode::Exams, Some("市南区"), false),
+            "qdedu-exams",
+            &[("shinan", AssignmentRole::Informed)],
+        );
+        check(
+            input(TopicCode::Bullying, Some("李沧区"), true),
+            "licang",
+            &[("qdedu-safety", AssignmentRole::Informed)],
+        );
+        check(
+            input(TopicCode::Fees, Some("平度市"), true),
+            "pingdu",
+            &[("qdedu-safety", AssignmentRole::Informed)],
+        );
+        check(
+            input(TopicCode::Other, Some("平度市"), false),
+            "qdedu-office",
+            &[],
+        );
+        if second_high.is_some() {
+            check(
+                RoutingInput {
+                    school: second_high,
+                    ..input(TopicCode::Canteen, Some("崂山区"), false)
+                },
+                "qdedu-health",
+                &[],
+            );
+        }
+    }
+
+    #[test]
+    fn unsure_goes_to_triage_and_non_education_is_transferred_out() {
+        let units = UnitsDirectory::builtin();
+        let catalogue = DispatchCatalogue::builtin(&units);
+        let base = RoutingInput {
+            topic: TopicCode::Canteen,
+            confidence: 0.2,
+            education_related: true,
+            urgent: false,
+            district: None,
+            school: None,
+        };
+        assert!(matches!(
+            catalogue.route(&base, &units),
+            RoutingDecision::Triage { .. }
+        ));
+        let other = RoutingInput {
+            topic: TopicCode::Other,
+            education_related: false,
+            confidence: 0.0,
+            ..base
+        };
+        assert!(matches!(
+            catalogue.route(&other, &units),
+            RoutingDecision::TransferOut { .. }
+        ));
+    }
+}

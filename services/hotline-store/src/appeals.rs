@@ -1,0 +1,177 @@
+//! Appeals: what one citizen said once.
+
+use crate::Result;
+use chrono::{DateTime, Utc};
+use hotline_domain::appeal::{NewAppeal, Provenance};
+use hotline_domain::classify::Classification;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppealRow {
+    pub id: Uuid,
+    pub content: String,
+    pub channel: String,
+    pub caller_name: Option<String>,
+    pub caller_phone: Option<String>,
+    pub caller_phone_masked: Option<String>,
+    pub caller_confidential: bool,
+    pub district_hint: Option<String>,
+    pub school_hint: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub filed_at: DateTime<Utc>,
+    pub filed_by: String,
+    pub external_id: Option<String>,
+    pub request_hash: String,
+    pub historical: bool,
+    pub traceparent: Option<String>,
+    pub status: String,
+    pub topic: Option<String>,
+    pub confidence: Option<f64>,
+    pub alternatives: Option<serde_json::Value>,
+    pub urgent: Option<bool>,
+    pub urgent_cue: Option<String>,
+    pub district: Option<String>,
+    pub school: Option<String>,
+    pub terms: Option<Vec<String>>,
+    pub education_related: Option<bool>,
+    pub model_version: Option<String>,
+    pub classified_at: Option<DateTime<Utc>>,
+    pub case_id: Option<Uuid>,
+}
+
+/// Where an idempotent insert ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filed {
+    Created(Uuid),
+    /// The same Idempotency-Key or external id was seen before.
+    Existing {
+        id: Uuid,
+        same_request: bool,
+    },
+}
+
+pub struct AppealMeta<'a> {
+    pub filed_by: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    /// Hash of the request body, to tell a retry from a different request reusing a key.
+    pub request_hash: &'a str,
+    pub traceparent: Option<&'a str>,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    appeal: &NewAppeal,
+    meta: &AppealMeta<'_>,
+) -> Result<Filed> {
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO appeals (id, content, channel, caller_name, caller_phone, caller_phone_masked,
+             caller_confidential, district_hint, school_hint, received_at, filed_by, external_id,
+             idempotency_key, request_hash, historical, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(&appeal.content)
+    .bind(appeal.channel.as_str())
+    .bind(&appeal.caller_name)
+    .bind(appeal.caller_phone.as_ref().map(|p| p.expose()))
+    .bind(appeal.caller_phone.as_ref().map(|p| p.masked()))
+    .bind(appeal.caller_confidential)
+    .bind(&appeal.district_hint)
+    .bind(&appeal.school_hint)
+    .bind(appeal.received_at)
+    .bind(meta.filed_by)
+    .bind(&appeal.external_id)
+    .bind(meta.idempotency_key)
+    .bind(meta.request_hash)
+    .bind(appeal.provenance == Provenance::Historical)
+    .bind(meta.traceparent)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = inserted {
+        return Ok(Filed::Created(id));
+    }
+    let existing: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, request_hash FROM appeals
+         WHERE ($1::text IS NOT NULL AND idempotency_key = $1)
+            OR ($2::text IS NOT NULL AND external_id = $2)
+         ORDER BY filed_at LIMIT 1",
+    )
+    .bind(meta.idempotency_key)
+    .bind(&appeal.external_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        Some((id, hash)) => Ok(Filed::Existing {
+            id,
+            same_request: hash == meta.request_hash,
+        }),
+        None => Err(crate::StoreError::Corrupt(
+            "appeal insert conflicted but no conflicting appeal was found".into(),
+        )),
+    }
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<AppealRow>> {
+    Ok(
+        sqlx::query_as::<_, AppealRow>("SELECT * FROM appeals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+pub async fn for_case(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<AppealRow>> {
+    Ok(sqlx::query_as::<_, AppealRow>(
+        "SELECT * FROM appeals WHERE case_id = $1 ORDER BY received_at",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn record_classification(
+    conn: &mut PgConnection,
+    id: Uuid,
+    c: &Classification,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE appeals SET status = 'classified', topic = $2, confidence = $3, alternatives = $4,
+             urgent = $5, urgent_cue = $6, district = $7, school = $8, terms = $9,
+             education_related = $10, model_version = $11, classified_at = $12
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(c.topic.as_str())
+    .bind(c.confidence)
+    .bind(serde_json::to_value(&c.alternatives).unwrap_or_default())
+    .bind(c.urgent)
+    .bind(&c.urgent_cue)
+    .bind(&c.district)
+    .bind(&c.school)
+    .bind(&c.terms)
+    .bind(c.education_related)
+    .bind(&c.model_version)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn attach_to_case(
+    conn: &mut PgConnection,
+    id: Uuid,
+    case_id: Uuid,
+    status: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE appeals SET case_id = $2, status = $3 WHERE id = $1")
+        .bind(id)
+        .bind(case_id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

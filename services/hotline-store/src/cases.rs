@@ -1,0 +1,290 @@
+//! Cases, their assignments and their append-only history.
+
+use crate::Result;
+use chrono::{DateTime, Utc};
+use hotline_events::Event;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct CaseRow {
+    pub id: Uuid,
+    pub state: String,
+    pub topic: String,
+    pub district: Option<String>,
+    pub school: Option<String>,
+    pub urgent: bool,
+    pub historical: bool,
+    pub received_at: DateTime<Utc>,
+    pub rule: Option<String>,
+    pub catalogue_version: Option<String>,
+    pub explanation: Option<String>,
+    pub escalation_level: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub struct NewCase<'a> {
+    pub id: Uuid,
+    pub state: &'a str,
+    pub topic: &'a str,
+    pub district: Option<&'a str>,
+    pub school: Option<&'a str>,
+    pub urgent: bool,
+    pub historical: bool,
+    pub received_at: DateTime<Utc>,
+    pub rule: &'a str,
+    pub catalogue_version: &'a str,
+    pub explanation: &'a str,
+}
+
+pub async fn insert(conn: &mut PgConnection, case: &NewCase<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cases (id, state, topic, district, school, urgent, historical, received_at,
+             rule, catalogue_version, explanation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(case.id)
+    .bind(case.state)
+    .bind(case.topic)
+    .bind(case.district)
+    .bind(case.school)
+    .bind(case.urgent)
+    .bind(case.historical)
+    .bind(case.received_at)
+    .bind(case.rule)
+    .bind(case.catalogue_version)
+    .bind(case.explanation)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<CaseRow>> {
+    Ok(
+        sqlx::query_as::<_, CaseRow>("SELECT * FROM cases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Reads the case and locks it until the transaction ends, so concurrent actions serialise.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<CaseRow>> {
+    Ok(
+        sqlx::query_as::<_, CaseRow>("SELECT * FROM cases WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+pub async fn update_routing(
+    conn: &mut PgConnection,
+    id: Uuid,
+    rule: &str,
+    catalogue_version: &str,
+    explanation: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE cases SET rule = $2, catalogue_version = $3, explanation = $4, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(rule)
+    .bind(catalogue_version)
+    .bind(explanation)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn raise_escalation(conn: &mut PgConnection, id: Uuid) -> Result<i32> {
+    Ok(sqlx::query_scalar(
+        "UPDATE cases SET escalation_level = escalation_level + 1, updated_at = now()
+         WHERE id = $1 RETURNING escalation_level",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AssignmentRow {
+    pub id: i64,
+    pub case_id: Uuid,
+    pub unit_code: String,
+    pub role: String,
+    pub assigned_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+}
+
+pub async fn assign(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    unit: &str,
+    role: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO assignments (case_id, unit_code, role, assigned_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(case_id)
+    .bind(unit)
+    .bind(role)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends every active assignment of the case.
+pub async fn end_assignments(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE assignments SET ended_at = $3, end_reason = $2
+         WHERE case_id = $1 AND ended_at IS NULL",
+    )
+    .bind(case_id)
+    .bind(reason)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn assignments(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<AssignmentRow>> {
+    Ok(sqlx::query_as::<_, AssignmentRow>(
+        "SELECT * FROM assignments WHERE case_id = $1 ORDER BY id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The unit's current role on the case, if it has one.
+pub async fn active_role(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    unit: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT role FROM assignments WHERE case_id = $1 AND unit_code = $2 AND ended_at IS NULL
+         ORDER BY CASE role WHEN 'lead' THEN 0 WHEN 'assisting' THEN 1 ELSE 2 END LIMIT 1",
+    )
+    .bind(case_id)
+    .bind(unit)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Cases a unit is currently assigned to, newest first.
+pub async fn for_unit(
+    conn: &mut PgConnection,
+    unit: &str,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(CaseRow, String)>> {
+    let rows = sqlx::query_as::<_, CaseWithRole>(
+        "SELECT c.*, a.role AS unit_role FROM cases c
+         JOIN assignments a ON a.case_id = c.id AND a.unit_code = $1 AND a.ended_at IS NULL
+         WHERE ($2::text IS NULL OR c.state = $2)
+         ORDER BY c.received_at DESC LIMIT $3",
+    )
+    .bind(unit)
+    .bind(state)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.case, r.unit_role)).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct CaseWithRole {
+    #[sqlx(flatten)]
+    case: CaseRow,
+    unit_role: String,
+}
+
+pub async fn by_state(
+    conn: &mut PgConnection,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<CaseRow>> {
+    Ok(sqlx::query_as::<_, CaseRow>(
+        "SELECT * FROM cases WHERE ($1::text IS NULL OR state = $1) ORDER BY received_at DESC LIMIT $2",
+    )
+    .bind(state)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct CaseEventRow {
+    pub id: i64,
+    pub case_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub actor_unit: Option<String>,
+    pub detail: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// One transition: the new state, its history row and its outbox event, in the caller's
+/// transaction. `from` is `None` when the case is created.
+pub async fn record_transition(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    from: Option<&str>,
+    to: &str,
+    event: &Event,
+    detail: serde_json::Value,
+) -> Result<()> {
+    if from.is_some() {
+        sqlx::query("UPDATE cases SET state = $2, updated_at = $3 WHERE id = $1")
+            .bind(case_id)
+            .bind(to)
+            .bind(event.occurred_at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO case_events (case_id, event_id, event_type, from_state, to_state, actor_kind,
+             actor_id, actor_name, actor_unit, detail, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(case_id)
+    .bind(event.event_id)
+    .bind(event.event_type())
+    .bind(from)
+    .bind(to)
+    .bind(&event.actor.kind)
+    .bind(&event.actor.id)
+    .bind(&event.actor.name)
+    .bind(&event.actor.unit)
+    .bind(detail)
+    .bind(event.occurred_at)
+    .execute(&mut *conn)
+    .await?;
+    crate::outbox::enqueue(conn, event).await
+}
+
+pub async fn history(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<CaseEventRow>> {
+    Ok(sqlx::query_as::<_, CaseEventRow>(
+        "SELECT * FROM case_events WHERE case_id = $1 ORDER BY id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,0 +1,143 @@
+//! Deadline clocks of each case, kept so warnings and breaches survive restarts: a breach that
+//! happened while the tracker was down is found on the next scan and emitted once.
+
+use crate::Result;
+use chrono::{DateTime, Utc};
+use hotline_domain::deadlines::Clock;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct DeadlineRow {
+    pub id: i64,
+    pub case_id: Uuid,
+    pub kind: String,
+    pub unit_code: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub warn_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub policy_version: String,
+    pub historical: bool,
+    pub met_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub warned_at: Option<DateTime<Utc>>,
+    pub breached_at: Option<DateTime<Utc>>,
+}
+
+pub struct OpenClock<'a> {
+    pub case_id: Uuid,
+    pub unit: Option<&'a str>,
+    pub clock: Clock,
+    pub policy_version: &'a str,
+    pub historical: bool,
+}
+
+/// Starts a clock unless one of that kind is already running for the case.
+pub async fn open(conn: &mut PgConnection, c: &OpenClock<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO case_deadlines (case_id, kind, unit_code, starts_at, warn_at, due_at,
+             policy_version, historical)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(c.case_id)
+    .bind(c.clock.kind.as_str())
+    .bind(c.unit)
+    .bind(c.clock.starts_at)
+    .bind(c.clock.warn_at)
+    .bind(c.clock.due_at)
+    .bind(c.policy_version)
+    .bind(c.historical)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn meet(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    kind: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE case_deadlines SET met_at = $3
+         WHERE case_id = $1 AND kind = $2 AND met_at IS NULL AND cancelled_at IS NULL",
+    )
+    .bind(case_id)
+    .bind(kind)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stops every running clock of the case (return, transfer out).
+pub async fn cancel_open(conn: &mut PgConnection, case_id: Uuid, at: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE case_deadlines SET cancelled_at = $2
+         WHERE case_id = $1 AND met_at IS NULL AND cancelled_at IS NULL",
+    )
+    .bind(case_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn for_case(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<DeadlineRow>> {
+    Ok(sqlx::query_as::<_, DeadlineRow>(
+        "SELECT * FROM case_deadlines WHERE case_id = $1 ORDER BY id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    Warning,
+    Breach,
+}
+
+/// Running clocks whose warning or due time has passed and that have not alerted yet, locked so
+/// two trackers never emit the same alert.
+pub async fn lock_due(
+    conn: &mut PgConnection,
+    alert: Alert,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DeadlineRow>> {
+    let sql = match alert {
+        Alert::Warning => {
+            "SELECT * FROM case_deadlines WHERE met_at IS NULL AND cancelled_at IS NULL
+               AND NOT historical AND warned_at IS NULL AND breached_at IS NULL AND warn_at <= $1
+             ORDER BY warn_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        }
+        Alert::Breach => {
+            "SELECT * FROM case_deadlines WHERE met_at IS NULL AND cancelled_at IS NULL
+               AND NOT historical AND breached_at IS NULL AND due_at <= $1
+             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        }
+    };
+    Ok(sqlx::query_as::<_, DeadlineRow>(sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+pub async fn mark_alerted(
+    conn: &mut PgConnection,
+    id: i64,
+    alert: Alert,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let sql = match alert {
+        Alert::Warning => "UPDATE case_deadlines SET warned_at = $2 WHERE id = $1",
+        // A breach implies the warning: never warn after the fact.
+        Alert::Breach => {
+            "UPDATE case_deadlines SET breached_at = $2, warned_at = coalesce(warned_at, $2) WHERE id = $1"
+        }
+    };
+    sqlx::query(sql).bind(id).bind(at).execute(conn).await?;
+    Ok(())
+}

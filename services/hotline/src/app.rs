@@ -1,0 +1,232 @@
+//! Starting Hotline's components, all in one process or one per process.
+
+use crate::config::Config;
+use anyhow::Context;
+use hotline_bus::{run_consumer, ConsumerSettings, Handler, KafkaConfig, Publisher};
+use hotline_domain::calendar::WorkingCalendar;
+use hotline_domain::classify::KeywordClassifier;
+use hotline_domain::deadlines::DeadlinePolicy;
+use hotline_events::Stream;
+use hotline_store::PgPool;
+use hotline_workers::classifier::ClassifierWorker;
+use hotline_workers::router::{Directories, RouterWorker};
+use hotline_workers::tracker::{run_deadline_scanner, Rules, TrackerWorker};
+use hotline_workers::Clock;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    Api,
+    Relay,
+    Classifier,
+    Router,
+    Tracker,
+}
+
+impl Component {
+    pub const ALL: [Component; 5] = [
+        Component::Api,
+        Component::Relay,
+        Component::Classifier,
+        Component::Router,
+        Component::Tracker,
+    ];
+}
+
+/// A running set of components.
+pub struct Stack {
+    pub api_addr: Option<SocketAddr>,
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Stack {
+    /// Stops every component gracefully: consumers commit what they finished.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then stops.
+    pub async fn run_until_stopped(self) {
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        self.stop().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn rules(config: &Config) -> anyhow::Result<Rules> {
+    let policy = match &config.deadline_policy_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("failed to read the deadline policy {}", path.display())
+            })?;
+            DeadlinePolicy::parse(&text).context("invalid deadline policy")?
+        }
+        None => DeadlinePolicy::builtin(),
+    };
+    Ok(Rules {
+        policy,
+        calendar: WorkingCalendar::builtin(),
+    })
+}
+
+/// Prepares the database and the topics; safe to run again and from several processes.
+pub async fn prepare(config: &Config) -> anyhow::Result<(PgPool, KafkaConfig)> {
+    let pool = hotline_store::db::prepare(&config.database_url, config.database_max_connections)
+        .await
+        .context("failed to prepare the database")?;
+    let kafka = config.kafka()?;
+    hotline_bus::topics::ensure_topics(&kafka)
+        .await
+        .context("failed to create the Kafka topics")?;
+    Ok((pool, kafka))
+}
+
+pub async fn start<C: Clock + Clone>(
+    config: &Config,
+    components: &[Component],
+    clock: C,
+) -> anyhow::Result<Stack> {
+    let (pool, kafka) = prepare(config).await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let publisher = Publisher::new(&kafka).context("failed to create the Kafka producer")?;
+    let mut api_addr = None;
+
+    for component in components {
+        match component {
+            Component::Api => {
+                let listener = tokio::net::TcpListener::bind(config.http_addr)
+                    .await
+                    .with_context(|| format!("failed to listen on {}", config.http_addr))?;
+                api_addr = Some(listener.local_addr()?);
+                let state = hotline_api::AppState {
+                    pool: pool.clone(),
+                    clock: Arc::new(clock.clone()),
+                    metrics: Some(crate::telemetry::metrics()),
+                    calendar: Arc::new(WorkingCalendar::builtin()),
+                };
+                let app = hotline_api::router(state);
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    let serve = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await });
+                    if let Err(error) = serve.await {
+                        tracing::error!(%error, "HTTP server failed");
+                    }
+                });
+                tracing::info!(addr = %api_addr.unwrap_or(config.http_addr), "API listening");
+            }
+            Component::Relay => {
+                tasks.spawn(hotline_workers::relay::run_relay(
+                    pool.clone(),
+                    publisher.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Component::Classifier => {
+                let worker = ClassifierWorker {
+                    pool: pool.clone(),
+                    classifier: Arc::new(KeywordClassifier::builtin()),
+                    clock: clock.clone(),
+                };
+                spawn_consumer(
+                    &mut tasks,
+                    &kafka,
+                    &publisher,
+                    worker,
+                    Stream::Appeals,
+                    &shutdown,
+                );
+            }
+            Component::Router => {
+                let worker = RouterWorker {
+                    pool: pool.clone(),
+                    directories: Arc::new(Directories::builtin()),
+                    clock: clock.clone(),
+                };
+                spawn_consumer(
+                    &mut tasks,
+                    &kafka,
+                    &publisher,
+                    worker,
+                    Stream::Appeals,
+                    &shutdown,
+                );
+            }
+            Component::Tracker => {
+                let worker = TrackerWorker {
+                    pool: pool.clone(),
+                    rules: Arc::new(rules(config)?),
+                    clock: clock.clone(),
+                };
+                spawn_consumer(
+                    &mut tasks,
+                    &kafka,
+                    &publisher,
+                    worker,
+                    Stream::Cases,
+                    &shutdown,
+                );
+                tasks.spawn(run_deadline_scanner(
+                    pool.clone(),
+                    clock.clone(),
+                    Duration::from_millis(config.deadline_scan_interval_ms),
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    Ok(Stack {
+        api_addr,
+        pool,
+        shutdown,
+        tasks,
+    })
+}
+
+fn spawn_consumer<H: Handler + 'static>(
+    tasks: &mut JoinSet<()>,
+    kafka: &KafkaConfig,
+    publisher: &Publisher,
+    handler: H,
+    stream: Stream,
+    shutdown: &CancellationToken,
+) {
+    let kafka = kafka.clone();
+    let publisher = publisher.clone();
+    let shutdown = shutdown.clone();
+    let settings = ConsumerSettings::new(handler.name().to_owned(), vec![kafka.topic(stream)]);
+    tasks.spawn(async move {
+        if let Err(error) = run_consumer(&kafka, &settings, &handler, &publisher, shutdown).await {
+            tracing::error!(%error, consumer = %settings.group_id, "consumer failed to start");
+        }
+    });
+}

@@ -1,0 +1,125 @@
+//! The command line: services and operator tools.
+
+use crate::app::{self, Component};
+use crate::commands;
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use hotline_workers::SystemClock;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hotline",
+    version,
+    about = "Citizens' appeals to the education bureau's 12345 hotline"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every component in one process (a small site, or local development).
+    Serve,
+    /// Run some components: `hotline run api`, `hotline run classifier router`, …
+    Run {
+        #[arg(required = true, value_enum)]
+        components: Vec<Component>,
+    },
+    /// Create the database and topics and apply migrations, then exit.
+    Migrate,
+    /// Issue or revoke bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Bulk-load a 12345 platform export (CSV or JSONL) through the intake path.
+    Import {
+        file: PathBuf,
+        /// `csv` or `jsonl`; by default from the file's extension.
+        #[arg(long)]
+        format: Option<String>,
+        /// Old appeals: deadlines are computed but raise no alerts.
+        #[arg(long)]
+        historical: bool,
+    },
+    /// Inspect and re-send dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Classify JSONL `{"id","text"}` lines (stdin by default) with the built-in model.
+    Classify {
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Prints only the token on stdout.
+    Issue {
+        #[arg(long)]
+        role: String,
+        /// Required for `--role unit`.
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Days until the token expires; never by default.
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
+    Revoke {
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One JSON line per dead letter, with its error and whether it was re-driven.
+    List,
+    /// Re-send dead letters to their original topics, each at most once.
+    Redrive {
+        /// Only this dead letter (`PARTITION:OFFSET`); all not yet re-driven by default.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => serve(&config, &Component::ALL).await,
+        Command::Run { components } => serve(&config, &components).await,
+        Command::Migrate => {
+            crate::telemetry::init("hotline-migrate", &config.log_format);
+            app::prepare(&config).await?;
+            Ok(())
+        }
+        Command::Token { command } => commands::token(&config, command).await,
+        Command::Import {
+            file,
+            format,
+            historical,
+        } => {
+            crate::telemetry::init("hotline-import", &config.log_format);
+            commands::import(&config, &file, format.as_deref(), historical).await
+        }
+        Command::Dlq { command } => {
+            crate::telemetry::init("hotline-dlq", &config.log_format);
+            commands::dlq(&config, command).await
+        }
+        Command::Classify { input } => commands::classify(input.as_deref()),
+    }
+}
+
+async fn serve(config: &Config, components: &[Component]) -> anyhow::Result<()> {
+    crate::telemetry::init("hotline", &config.log_format);
+    let stack = app::start(config, components, SystemClock).await?;
+    stack.run_until_stopped().await;
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! Operator commands. This module's job is to print results, so it writes to stdout.
+#![allow(clippy::print_stdout)]
+
+use crate::cli::{DlqCommand, TokenCommand};
+use crate::config::Config;
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use hotline_api::intake::{self, IntakeError};
+use hotline_domain::appeal::{AppealInput, NewAppeal, Provenance};
+use hotline_domain::classify::KeywordClassifier;
+use hotline_events::Actor;
+use hotline_store::tokens::{self, NewToken, Role};
+use serde::Deserialize;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    let pool = hotline_store::db::prepare(&config.database_url, 2)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to reach the database at {}",
+                redact(&config.database_url)
+            )
+        })?;
+    let mut conn = pool.acquire().await?;
+    match command {
+        TokenCommand::Issue {
+            role,
+            unit,
+            name,
+            expires_in_days,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role `{role}`: operator, unit, manager or admin")
+            })?;
+            match (role, &unit) {
+                (Role::Unit, None) => bail!("--role unit needs --unit CODE"),
+                (Role::Unit, Some(code)) => {
+                    let known: bool =
+                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM units WHERE code = $1)")
+                            .bind(code)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if !known {
+                        bail!("unknown unit `{code}`; see seeds/units.tsv");
+                    }
+                }
+                (_, Some(_)) => bail!("--unit is only for --role unit"),
+                (_, None) => {}
+            }
+            let name = if name.is_empty() {
+                format!("{} {}", role.as_str(), unit.as_deref().unwrap_or_default())
+                    .trim()
+                    .to_owned()
+            } else {
+                name
+            };
+            let expires_at = expires_in_days.map(|d| Utc::now() + chrono::Duration::days(d));
+            let (_, token) = tokens::issue(
+                &mut conn,
+                &NewToken {
+                    role,
+                    unit: unit.as_deref(),
+                    name: &name,
+                    expires_at,
+                },
+            )
+            .await?;
+            println!("{token}");
+        }
+        TokenCommand::Revoke { id } => {
+            if !tokens::revoke(&mut conn, id, Utc::now()).await? {
+                bail!("no active token with id {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One row of a 12345 platform export. CSV headers and JSONL keys are the same names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportRow {
+    external_id: Option<String>,
+    content: Option<String>,
+    channel: Option<String>,
+    received_at: Option<String>,
+    caller_name: Option<String>,
+    caller_phone: Option<String>,
+    caller_confidential: Option<String>,
+    district: Option<String>,
+    school: Option<String>,
+}
+
+fn parse_row(
+    row: ExportRow,
+    now: DateTime<Utc>,
+    provenance: Provenance,
+) -> anyhow::Result<NewAppeal> {
+    let received_at = match row
+        .received_at
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(raw) => {
+            Some(parse_time(raw).with_context(|| format!("received_at: `{raw}` is not a time"))?)
+        }
+    };
+    let confidential = match row.caller_confidential.as_deref().map(str::trim) {
+        None | Some("") | Some("false") | Some("0") | Some("no") => false,
+        Some("true") | Some("1") | Some("yes") => true,
+        Some(other) => bail!("caller_confidential: `{other}` is not true/false"),
+    };
+    let input = AppealInput {
+        content: row.content,
+        channel: Some(row.channel.unwrap_or_else(|| "platform_12345".into())),
+        caller_name: row.caller_name,
+        caller_phone: row.caller_phone,
+        caller_confidential: confidential,
+        district: row.district,
+        school: row.school,
+        received_at,
+        external_id: row.external_id,
+    };
+    let appeal = NewAppeal::parse(input, now, provenance)?;
+    if appeal.external_id.is_none() {
+        bail!("external_id: is required for imports (it makes re-imports idempotent)");
+    }
+    Ok(appeal)
+}
+
+/// RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in China time, as platform exports write it.
+fn parse_time(raw: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let china = hotline_domain::calendar::china_offset();
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S",
+        "%Y/%m/%d %H:%M",
+    ] {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(raw, format) {
+            if let Some(t) = naive.and_local_timezone(china).single() {
+                return Ok(t.with_timezone(&Utc));
+            }
+        }
+    }
+    bail!("expected RFC 3339 or YYYY-MM-DD HH:MM:SS")
+}
+
+pub async fn import(
+    config: &Config,
+    file: &Path,
+    format: Option<&str>,
+    historical: bool,
+) -> anyhow::Result<()> {
+    let format = format
+        .map(str::to_owned)
+        .or_else(|| {
+            file.extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_lowercase)
+        })
+        .unwrap_or_default();
+    let text = std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+    let rows: Vec<(usize, anyhow::Result<ExportRow>)> = match format.as_str() {
+        "csv" => csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_slice())
+            .deserialize::<ExportRow>()
+            .enumerate()
+            .map(|(i, r)| (i + 2, r.map_err(anyhow::Error::from)))
+            .collect(),
+        "jsonl" | "json" | "ndjson" => text
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, line)| {
+                (
+                    i + 1,
+                    serde_json::from_slice::<ExportRow>(line).map_err(anyhow::Error::from),
+                )
+            })
+            .collect(),
+        other => bail!("unknown import format `{other}`: use --format csv or --format jsonl"),
+    };
+    let pool = hotline_store::db::prepare(&config.database_url, 4).await?;
+    let provenance = if historical {
+        Provenance::Historical
+    } else {
+        Provenance::Live
+    };
+    let actor = Actor {
+        kind: "operator".into(),
+        id: "import".into(),
+        name: format!("import {}", file.display()),
+        unit: None,
+    };
+    let (mut created, mut existing, mut failed) = (0usize, 0usize, 0usize);
+    for (line, row) in rows {
+        let now = Utc::now();
+        let appeal = match row.and_then(|r| parse_row(r, now, provenance)) {
+            Ok(appeal) => appeal,
+            Err(error) => {
+                failed += 1;
+                tracing::warn!(line, error = %format!("{error:#}"), "row skipped");
+                continue;
+            }
+        };
+        let fingerprint = intake::fingerprint(&appeal);
+        match intake::file_appeal(&pool, &appeal, actor.clone(), None, &fingerprint, now).await {
+            Ok(outcome) if outcome.created => created += 1,
+            Ok(_) => existing += 1,
+            Err(IntakeError::KeyReused { existing: id }) => {
+                failed += 1;
+                tracing::warn!(line, %id, "external_id already imported with different content; row skipped");
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("line {line}: failed to store"))
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"created": created, "already_present": existing, "skipped": failed})
+    );
+    Ok(())
+}
+
+pub async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let kafka = config.kafka()?;
+    let reader = kafka.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        hotline_bus::dead_letter::read_all(&reader, std::time::Duration::from_secs(15))
+    })
+    .await??;
+    let pool = hotline_store::db::connect(&config.database_url, 2).await?;
+    let topic = kafka.dead_letter_topic();
+    let redriven: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT dlq_partition, dlq_offset FROM dead_letter_redrives WHERE dlq_topic = $1",
+    )
+    .bind(&topic)
+    .fetch_all(&pool)
+    .await?;
+    let was_redriven =
+        |l: &hotline_bus::dead_letter::DeadLetter| redriven.contains(&(l.partition, l.offset));
+    match command {
+        DlqCommand::List => {
+            let mut out = std::io::stdout().lock();
+            for letter in &letters {
+                let mut value = serde_json::to_value(letter)?;
+                value["redriven"] = serde_json::Value::Bool(was_redriven(letter));
+                writeln!(out, "{value}")?;
+            }
+        }
+        DlqCommand::Redrive { only } => {
+            let only = match only {
+                None => None,
+                Some(raw) => {
+                    let (p, o) = raw
+                        .split_once(':')
+                        .context("--only takes PARTITION:OFFSET")?;
+                    Some((p.parse::<i32>()?, o.parse::<i64>()?))
+                }
+            };
+            let publisher = hotline_bus::Publisher::new(&kafka)?;
+            let mut count = 0;
+            for letter in letters.iter().filter(|l| !was_redriven(l)) {
+                if only.is_some_and(|o| o != (letter.partition, letter.offset)) {
+                    continue;
+                }
+                hotline_bus::dead_letter::redrive(&publisher, letter).await?;
+                sqlx::query(
+                    "INSERT INTO dead_letter_redrives (dlq_topic, dlq_partition, dlq_offset) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&topic)
+                .bind(letter.partition)
+                .bind(letter.offset)
+                .execute(&pool)
+                .await?;
+                count += 1;
+            }
+            println!("{}", serde_json::json!({"redriven": count}));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ClassifyLine {
+    id: serde_json::Value,
+    text: String,
+}
+
+pub fn classify(input: Option<&Path>) -> anyhow::Result<()> {
+    let classifier = KeywordClassifier::builtin();
+    let reader: Box<dyn BufRead> = match input {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path)
+                .with_context(|| format!("failed to open {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in reader.lines() {
+        let line = line.context("failed to read input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = match serde_json::from_str::<ClassifyLine>(&line) {
+            Ok(item) => {
+                let c = classifier.classify(&item.text, None, None);
+                serde_json::json!({
+                    "id": item.id,
+                    "topic": c.topic,
+                    "confidence": c.confidence,
+                    "alternatives": c.alternatives,
+                    "urgent": c.urgent,
+                    "urgent_cue": c.urgent_cue,
+                    "district": c.district,
+                    "school": c.school,
+                    "terms": c.terms,
+                    "model_version": c.model_version,
+                })
+            }
+            Err(error) => {
+                let id = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                serde_json::json!({"id": id, "error": error.to_string()})
+            }
+        };
+        writeln!(out, "{value}")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Typed configuration from flags and environment. Every service reads the same struct.
+
+use clap::Args;
+use hotline_bus::KafkaConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL, the system of record.
+    #[arg(
+        long,
+        env = "HOTLINE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/hotline",
+        global = true
+    )]
+    pub database_url: String,
+    #[arg(
+        long,
+        env = "HOTLINE_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub database_max_connections: u32,
+    /// Kafka bootstrap servers (any Kafka-protocol broker).
+    #[arg(
+        long,
+        env = "HOTLINE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub kafka_brokers: String,
+    /// Prefix of every topic name.
+    #[arg(
+        long,
+        env = "HOTLINE_TOPIC_PREFIX",
+        default_value = "hotline.",
+        global = true
+    )]
+    pub topic_prefix: String,
+    #[arg(
+        long,
+        env = "HOTLINE_KAFKA_PARTITIONS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub kafka_partitions: i32,
+    #[arg(
+        long,
+        env = "HOTLINE_KAFKA_REPLICATION",
+        default_value_t = 1,
+        global = true
+    )]
+    pub kafka_replication: i32,
+    #[arg(
+        long,
+        env = "HOTLINE_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub kafka_session_timeout_ms: u32,
+    /// Extra librdkafka properties for production clusters, `key=value` separated by commas
+    /// (e.g. `security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512`). Secrets go in
+    /// HOTLINE_KAFKA_SASL_PASSWORD, never here.
+    #[arg(
+        long,
+        env = "HOTLINE_KAFKA_PROPERTIES",
+        default_value = "",
+        global = true
+    )]
+    pub kafka_properties: String,
+    #[arg(long, env = "HOTLINE_KAFKA_SASL_USERNAME", global = true)]
+    pub kafka_sasl_username: Option<String>,
+    #[arg(
+        long,
+        env = "HOTLINE_KAFKA_SASL_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub kafka_sasl_password: Option<Secret>,
+    /// Where the HTTP API listens.
+    #[arg(
+        long,
+        env = "HOTLINE_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub http_addr: SocketAddr,
+    /// How often the tracker looks for passed warning points and deadlines.
+    #[arg(
+        long,
+        env = "HOTLINE_DEADLINE_SCAN_INTERVAL_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub deadline_scan_interval_ms: u64,
+    /// A deadline policy file replacing the built-in `seeds/deadline-policy.toml`.
+    #[arg(long, env = "HOTLINE_DEADLINE_POLICY_FILE", global = true)]
+    pub deadline_policy_file: Option<PathBuf>,
+    /// `text` or `json` logs (on stderr).
+    #[arg(
+        long,
+        env = "HOTLINE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+}
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl Config {
+    pub fn kafka(&self) -> anyhow::Result<KafkaConfig> {
+        let mut properties = Vec::new();
+        for pair in self
+            .kafka_properties
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("HOTLINE_KAFKA_PROPERTIES: `{pair}` is not key=value")
+            })?;
+            properties.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+        if let Some(user) = &self.kafka_sasl_username {
+            properties.push(("sasl.username".into(), user.clone()));
+        }
+        if let Some(password) = &self.kafka_sasl_password {
+            properties.push(("sasl.password".into(), password.expose().to_owned()));
+        }
+        Ok(KafkaConfig {
+            brokers: self.kafka_brokers.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+            partitions: self.kafka_partitions,
+            replication: self.kafka_replication,
+            session_timeout_ms: self.kafka_session_timeout_ms,
+            client_properties: properties,
+        })
+    }
+}
+
+/// The file `deploy/local/up` writes with the local stack's addresses, so that `hotline token
+/// issue` and friends find it with no set-up. Variables already set win.
+pub fn local_stack_env_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("hotline/local.env"))
+}
+
+pub fn load_local_stack_defaults() {
+    let Some(path) = local_stack_env_file() else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            if key.starts_with("HOTLINE_") && std::env::var_os(key).is_none() {
+                std::env::set_var(key, value);
+            }
+        }
+    }
+}
