@@ -97,8 +97,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     format!("the body is larger than {MAX_BODY_BYTES} bytes"),
                 )
             })?;
-        if std::str::from_utf8(&bytes).is_err() {
+        let Ok(text) = std::str::from_utf8(&bytes) else {
             return Err(ApiError::bad_request("the body is not valid UTF-8"));
+        };
+        // serde would read a struct from a JSON array too; the API takes objects only.
+        if text.trim_start().starts_with('[') {
+            return Err(ApiError::invalid_field("body", "must be a JSON object"));
         }
         let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize::<_, T>(deserializer) {

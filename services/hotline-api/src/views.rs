@@ -25,6 +25,17 @@ pub(crate) enum Access {
     FormerUnit { unit: String },
 }
 
+/// A read-only transaction on one snapshot, so a case, its clocks and its history agree.
+async fn snapshot(
+    state: &AppState,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     // A malformed id is simply not found: no hint about what exists.
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
@@ -133,7 +144,7 @@ pub(crate) async fn appeal(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = snapshot(&state).await?;
     let appeal = appeals::get(&mut conn, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -193,7 +204,7 @@ pub(crate) async fn case(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = snapshot(&state).await?;
     let case = cases::get(&mut conn, id)
         .await?
         .ok_or_else(ApiError::not_found)?;

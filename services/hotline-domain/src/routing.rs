@@ -152,13 +152,6 @@ impl DispatchCatalogue {
     }
 
     pub fn route(&self, input: &RoutingInput<'_>, units: &UnitsDirectory) -> RoutingDecision {
-        if input.topic == TopicCode::Other && !input.education_related && input.school.is_none() {
-            return RoutingDecision::TransferOut {
-                rule: "other/not-education".into(),
-                explanation: "nothing in the appeal concerns education; back to the 12345 platform"
-                    .into(),
-            };
-        }
         if input.confidence < self.triage_below_confidence {
             return RoutingDecision::Triage {
                 rule: "triage/low-confidence".into(),
@@ -166,6 +159,14 @@ impl DispatchCatalogue {
                     "classifier confidence {:.2} for `{}` is below {:.2}",
                     input.confidence, input.topic, self.triage_below_confidence
                 ),
+            };
+        }
+        // Only with evidence (non-education phrases, confident) is an appeal sent back to 12345.
+        if input.topic == TopicCode::Other && !input.education_related && input.school.is_none() {
+            return RoutingDecision::TransferOut {
+                rule: "other/not-education".into(),
+                explanation: "nothing in the appeal concerns education; back to the 12345 platform"
+                    .into(),
             };
         }
         let Some(rule) = self.rules.iter().find(|r| r.topic == input.topic) else {
@@ -389,9 +390,19 @@ mod tests {
         let other = RoutingInput {
             topic: TopicCode::Other,
             education_related: false,
+            confidence: 0.9,
+            ..base.clone()
+        };
+        let unreadable = RoutingInput {
+            topic: TopicCode::Other,
+            education_related: false,
             confidence: 0.0,
             ..base
         };
+        assert!(matches!(
+            catalogue.route(&unreadable, &units),
+            RoutingDecision::Triage { .. }
+        ));
         assert!(matches!(
             catalogue.route(&other, &units),
             RoutingDecision::TransferOut { .. }

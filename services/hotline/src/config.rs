@@ -188,3 +188,21 @@ pub fn load_local_stack_defaults() {
         }
     }
 }
+
+impl Config {
+    /// Builds a config from flags, with the environment and defaults behind them (tests, tools).
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: Config,
+        }
+        let args = std::iter::once(std::ffi::OsString::from("hotline"))
+            .chain(flags.into_iter().map(Into::into));
+        <Flags as clap::Parser>::try_parse_from(args).map(|f| f.config)
+    }
+}

@@ -1,0 +1,142 @@
+//! Deadline clocks with an injected clock (no long sleeps): an urgent case not contacted in time
+//! is warned, then breached and escalated; a tracker that was down when the deadline passed emits
+//! the breach once when it comes back.
+
+use crate::support::*;
+use chrono::Duration as Span;
+use hotline_store::deadlines::Alert;
+use hotline_store::tokens::Role;
+use hotline_workers::clock::ShiftedClock;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn history_events(case: &Value) -> Vec<String> {
+    case["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_urgent_case_not_contacted_in_time_is_warned_breached_and_escalated_once() {
+    let env = TestEnv::new().await;
+    let clock = ShiftedClock::default();
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+
+    let id = api
+        .file(
+            &operator,
+            "李沧区某小学校园欺凌，我家孩子现在被同学打伤了，头还在流血，学校不管",
+        )
+        .await;
+    let appeal = api.wait_settled(&operator, &id).await;
+    assert_eq!(appeal["urgent"], true, "{appeal}");
+    assert_eq!(appeal["lead_unit"], "licang");
+    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+    assert_eq!(
+        api.post(
+            &format!("/api/v1/cases/{case_id}/accept"),
+            &unit,
+            &json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let case_path = format!("/api/v1/cases/{case_id}");
+    eventually("the sign clock is met", Duration::from_secs(20), || async {
+        let (_, case) = api.get(&case_path, &operator).await;
+        case["clocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "sign" && c["met_at"].is_string())
+            .then_some(())
+    })
+    .await;
+
+    // Urgent policy: contact within 2 h, warned at 75 % (90 min).
+    clock.advance(Span::minutes(95));
+    let case = eventually("the contact warning", Duration::from_secs(20), || async {
+        let (_, case) = api.get(&case_path, &operator).await;
+        history_events(&case)
+            .contains(&"DeadlineWarned".to_owned())
+            .then_some(case)
+    })
+    .await;
+    assert!(!history_events(&case).contains(&"DeadlineBreached".to_owned()));
+
+    // The tracker goes down before the deadline and comes back after it.
+    stack.stop().await;
+    clock.advance(Span::minutes(30));
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let case = eventually(
+        "the breach after the restart",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api.get(&case_path, &operator).await;
+            history_events(&case)
+                .contains(&"CaseEscalated".to_owned())
+                .then_some(case)
+        },
+    )
+    .await;
+    let events = history_events(&case);
+    assert_eq!(
+        events,
+        [
+            "CaseRouted",
+            "CaseAccepted",
+            "DeadlineWarned",
+            "DeadlineBreached",
+            "CaseEscalated"
+        ],
+        "{case}"
+    );
+    let breach = case["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"] == "DeadlineBreached")
+        .unwrap();
+    assert_eq!(breach["detail"]["deadline"], "contact");
+    assert_eq!(breach["detail"]["unit"], "licang");
+    assert_eq!(case["escalation_level"], 1);
+
+    // Once: another scan finds nothing more to emit.
+    for alert in [Alert::Breach, Alert::Warning] {
+        let emitted = hotline_workers::tracker::scan_once(&stack.pool, &clock, alert)
+            .await
+            .unwrap();
+        assert_eq!(emitted, 0);
+    }
+    // And the alerts are on the case's topic, in order.
+    let topic = env.topic("cases");
+    eventually(
+        "alert events published",
+        Duration::from_secs(20),
+        || async {
+            let types = types_for_key(&read_topic(&topic), &case_id);
+            (types
+                == [
+                    "CaseRouted",
+                    "CaseAccepted",
+                    "DeadlineWarned",
+                    "DeadlineBreached",
+                    "CaseEscalated",
+                ])
+            .then_some(())
+        },
+    )
+    .await;
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
