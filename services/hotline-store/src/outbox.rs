@@ -39,7 +39,7 @@ pub async fn lock_batch(
     tx: &mut Transaction<'_, Postgres>,
     limit: i64,
 ) -> Result<Option<Vec<OutboxRow>>> {
-    const RELAY_LOCK: i64 = 0x686f_746c_696e_65; // "hotline"
+    const RELAY_LOCK: i64 = 0x0068_6f74_6c69_6e65; // "hotline" in ASCII
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(RELAY_LOCK)
         .fetch_one(&mut **tx)

@@ -11,5 +11,6 @@ mod crash;
 mod dead_letter;
 mod deadlines;
 mod http_errors;
+mod local_stack;
 mod pipeline;
 mod support;
