@@ -73,9 +73,10 @@ pub enum TokenCommand {
         #[arg(long)]
         expires_in_days: Option<i64>,
     },
-    Revoke {
-        id: uuid::Uuid,
-    },
+    /// One JSON line per token (never the token itself).
+    List,
+    /// Revoke a token by its id (from `hotline token list`).
+    Revoke { id: uuid::Uuid },
 }
 
 #[derive(Debug, Subcommand)]

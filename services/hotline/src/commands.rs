@@ -69,6 +69,26 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
             .await?;
             println!("{token}");
         }
+        TokenCommand::List => {
+            #[derive(sqlx::FromRow, serde::Serialize)]
+            struct Row {
+                id: uuid::Uuid,
+                role: String,
+                unit_code: Option<String>,
+                name: String,
+                created_at: DateTime<Utc>,
+                expires_at: Option<DateTime<Utc>>,
+                revoked_at: Option<DateTime<Utc>>,
+            }
+            let rows = sqlx::query_as::<_, Row>(
+                "SELECT id, role, unit_code, name, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+        }
         TokenCommand::Revoke { id } => {
             if !tokens::revoke(&mut conn, id, Utc::now()).await? {
                 bail!("no active token with id {id}");

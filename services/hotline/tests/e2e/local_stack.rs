@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -52,7 +56,9 @@ async fn up_brings_a_stack_up_from_nothing_and_down_stops_it() {
             let filed = client
                 .post(format!("{url}/api/v1/appeals"))
                 .bearer_auth(&token)
-                .json(&serde_json::json!({"content": "平度市某小学食堂饭菜太差", "channel": "phone"}))
+                .json(
+                    &serde_json::json!({"content": "平度市某小学食堂饭菜太差", "channel": "phone"}),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -64,7 +70,15 @@ async fn up_brings_a_stack_up_from_nothing_and_down_stops_it() {
     let port_closed = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
     let all_stopped = port_closed(pg) && port_closed(kafka) && port_closed(http);
     let _ = std::fs::remove_dir_all(&data);
-    assert_eq!(check, Some(201), "up did not bring a working stack:\n{stdout}\n{stderr}");
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(
+        check,
+        Some(201),
+        "up did not bring a working stack:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     assert!(all_stopped, "down left something running");
 }

@@ -11,6 +11,7 @@ mod crash;
 mod dead_letter;
 mod deadlines;
 mod http_errors;
+mod import;
 mod local_stack;
 mod pipeline;
 mod support;
