@@ -4,7 +4,7 @@
 
 use crate::district::DistrictMatcher;
 use crate::schools::SchoolDirectory;
-use crate::text::{find_longest_matches, normalise};
+use crate::text::{normalise, PhraseSet};
 use crate::topic::TopicCode;
 use crate::units::UnitsDirectory;
 use crate::SeedError;
@@ -80,13 +80,28 @@ pub struct Classification {
     pub model_version: String,
 }
 
+/// What the text says besides its topic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extraction {
+    pub urgent_cue: Option<String>,
+    pub district: Option<String>,
+    pub school: Option<String>,
+}
+
+/// Phrase evidence per topic.
+#[derive(Debug, Clone, Default)]
+pub struct PhraseScores {
+    pub scores: BTreeMap<TopicCode, f64>,
+    pub terms: BTreeMap<TopicCode, Vec<String>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct KeywordClassifier {
     version: String,
-    needles: Vec<String>,
+    needles: PhraseSet,
     /// For each needle: the topics it points to and with which weight.
     weights: Vec<Vec<(TopicCode, f64)>>,
-    cues: Vec<String>,
+    cues: PhraseSet,
     past_markers: Vec<String>,
     districts: DistrictMatcher,
     schools: SchoolDirectory,
@@ -126,16 +141,17 @@ impl KeywordClassifier {
                 }
             }
         }
-        let (needles, weights) = table.into_iter().unzip();
+        let (needles, weights): (Vec<String>, _) = table.into_iter().unzip();
         Ok(Self {
             version: format!("keywords-{}", file.version),
-            needles,
+            needles: PhraseSet::new(needles),
             weights,
-            cues: file
-                .urgency_cue
-                .iter()
-                .map(|c| normalise(&c.text))
-                .collect(),
+            cues: PhraseSet::new(
+                file.urgency_cue
+                    .iter()
+                    .map(|c| normalise(&c.text))
+                    .collect(),
+            ),
             past_markers: file
                 .past_marker
                 .iter()
@@ -177,21 +193,7 @@ impl KeywordClassifier {
         school_hint: Option<&str>,
     ) -> Classification {
         let text = normalise(text);
-        let mut scores: BTreeMap<TopicCode, f64> = BTreeMap::new();
-        let mut terms: BTreeMap<TopicCode, Vec<String>> = BTreeMap::new();
-        let mut seen = vec![false; self.needles.len()];
-        for (_, index) in find_longest_matches(&text, &self.needles) {
-            if std::mem::replace(&mut seen[index], true) {
-                continue; // a phrase counts once, however often it is repeated
-            }
-            for (topic, weight) in &self.weights[index] {
-                *scores.entry(*topic).or_default() += weight;
-                terms
-                    .entry(*topic)
-                    .or_default()
-                    .push(self.needles[index].clone());
-            }
-        }
+        let PhraseScores { scores, mut terms } = self.phrase_scores(&text);
         let education_related = scores
             .iter()
             .any(|(topic, score)| *topic != TopicCode::Other && *score > 0.0);
@@ -224,20 +226,11 @@ impl KeywordClassifier {
             .cloned()
             .collect();
 
-        let school = school_hint
-            .and_then(|s| self.schools.by_name(s))
-            .or_else(|| self.schools.find(&text));
-        let district = district_hint
-            .and_then(|d| self.districts.canonical(d))
-            .map(str::to_owned)
-            .or_else(|| {
-                self.districts
-                    .find_all(&text)
-                    .first()
-                    .map(|d| (*d).to_owned())
-            })
-            .or_else(|| school.map(|s| s.district.clone()));
-        let urgent_cue = self.urgent_cue(&text);
+        let Extraction {
+            urgent_cue,
+            district,
+            school,
+        } = self.extract(&text, district_hint, school_hint);
 
         Classification {
             topic,
@@ -252,18 +245,66 @@ impl KeywordClassifier {
             urgent: urgent_cue.is_some(),
             urgent_cue,
             district,
-            school: school
-                .map(|s| s.name.clone())
-                .or_else(|| school_hint.map(str::to_owned)),
+            school,
             terms: terms.remove(&topic).unwrap_or_default(),
             education_related,
             model_version: self.version.clone(),
         }
     }
 
+    /// Urgency cue, district and school of a normalised text; the operator's hints win.
+    pub fn extract(
+        &self,
+        normalised_text: &str,
+        district_hint: Option<&str>,
+        school_hint: Option<&str>,
+    ) -> Extraction {
+        let school = school_hint
+            .and_then(|s| self.schools.by_name(s))
+            .or_else(|| self.schools.find(normalised_text));
+        let district = district_hint
+            .and_then(|d| self.districts.canonical(d))
+            .map(str::to_owned)
+            .or_else(|| {
+                self.districts
+                    .find_all(normalised_text)
+                    .first()
+                    .map(|d| (*d).to_owned())
+            })
+            .or_else(|| school.map(|s| s.district.clone()));
+        Extraction {
+            urgent_cue: self.urgent_cue(normalised_text),
+            district,
+            school: school
+                .map(|s| s.name.clone())
+                .or_else(|| school_hint.map(str::to_owned)),
+        }
+    }
+
+    /// The taxonomy's evidence per topic: summed weights of the phrases found in the normalised
+    /// text (each phrase counted once) and the phrases themselves.
+    pub fn phrase_scores(&self, normalised_text: &str) -> PhraseScores {
+        let mut scores: BTreeMap<TopicCode, f64> = BTreeMap::new();
+        let mut terms: BTreeMap<TopicCode, Vec<String>> = BTreeMap::new();
+        let mut seen = vec![false; self.needles.len()];
+        for (_, index) in self.needles.find(normalised_text) {
+            if std::mem::replace(&mut seen[index], true) {
+                continue; // a phrase counts once, however often it is repeated
+            }
+            for (topic, weight) in &self.weights[index] {
+                *scores.entry(*topic).or_default() += weight;
+                terms
+                    .entry(*topic)
+                    .or_default()
+                    .push(self.needles.phrases()[index].clone());
+            }
+        }
+        PhraseScores { scores, terms }
+    }
+
     /// The first urgency cue that is neither negated (没有受伤) nor about a past event (去年…溺水).
-    fn urgent_cue(&self, text: &str) -> Option<String> {
-        for (pos, index) in find_longest_matches(text, &self.cues) {
+    pub fn urgent_cue(&self, text: &str) -> Option<String> {
+        for (pos, index) in self.cues.find(text) {
             let before = &text[..pos];
             if NEGATIONS.iter().any(|n| before.ends_with(n)) {
                 continue;
@@ -283,7 +324,7 @@ impl KeywordClassifier {
             {
                 continue;
             }
-            return Some(self.cues[index].clone());
+            return Some(self.cues.phrases()[index].clone());
         }
         None
     }

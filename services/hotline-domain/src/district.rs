@@ -1,6 +1,6 @@
 //! Finding Qingdao's districts in free text, with the names citizens actually use.
 
-use crate::text::{find_longest_matches, normalise};
+use crate::text::{normalise, PhraseSet};
 use crate::units::UnitsDirectory;
 
 /// Aliases beyond the canonical names, old names included (四方区 merged into 市北区 in 2012,
@@ -17,7 +17,7 @@ const EXTRA_ALIASES: &[(&str, &str)] = &[
 
 #[derive(Debug, Clone)]
 pub struct DistrictMatcher {
-    needles: Vec<String>,
+    needles: PhraseSet,
     canonical: Vec<String>,
 }
 
@@ -51,13 +51,17 @@ impl DistrictMatcher {
             .into_iter()
             .map(|(alias, district)| (normalise(&alias), district))
             .unzip();
-        Self { needles, canonical }
+        Self {
+            needles: PhraseSet::new(needles),
+            canonical,
+        }
     }
 
     /// Canonical name for a district given by name or alias, e.g. `西海岸新区` → `黄岛区`.
     pub fn canonical(&self, name: &str) -> Option<&str> {
         let name = normalise(name.trim());
         self.needles
+            .phrases()
             .iter()
             .position(|n| *n == name)
             .map(|i| self.canonical[i].as_str())
@@ -66,7 +70,7 @@ impl DistrictMatcher {
     /// Every district the text mentions, in order of first mention, without repeats.
     pub fn find_all(&self, normalised_text: &str) -> Vec<&str> {
         let mut found: Vec<&str> = Vec::new();
-        for (_, index) in find_longest_matches(normalised_text, &self.needles) {
+        for (_, index) in self.needles.find(normalised_text) {
             let district = self.canonical[index].as_str();
             if !found.contains(&district) {
                 found.push(district);

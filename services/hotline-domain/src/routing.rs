@@ -172,9 +172,6 @@ impl DispatchCatalogue {
         let Some(rule) = self.rules.iter().find(|r| r.topic == input.topic) else {
             return self.fallback(input);
         };
-        if input.topic == TopicCode::Other {
-            return self.fallback(input);
-        }
 
         let directly_administered = input.school.filter(|s| {
             units

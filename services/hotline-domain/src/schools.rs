@@ -1,7 +1,7 @@
 //! The school directory (`seeds/schools.tsv`). Schools are not units: a case about a school goes to
 //! the unit that administers it, which may forward it to the school.
 
-use crate::text::{find_longest_matches, normalise};
+use crate::text::{normalise, PhraseSet};
 use crate::units::{split_list, UnitCode};
 use crate::SeedError;
 use serde::Serialize;
@@ -28,7 +28,7 @@ impl School {
 #[derive(Debug, Clone)]
 pub struct SchoolDirectory {
     schools: Vec<School>,
-    needles: Vec<String>,
+    needles: PhraseSet,
     owners: Vec<usize>,
 }
 
@@ -66,7 +66,7 @@ impl SchoolDirectory {
         }
         Ok(Self {
             schools,
-            needles,
+            needles: PhraseSet::new(needles),
             owners,
         })
     }
@@ -82,6 +82,7 @@ impl SchoolDirectory {
     pub fn by_name(&self, name: &str) -> Option<&School> {
         let name = normalise(name.trim());
         self.needles
+            .phrases()
             .iter()
             .position(|n| *n == name)
             .map(|i| &self.schools[self.owners[i]])
@@ -89,7 +90,8 @@ impl SchoolDirectory {
 
     /// The first school the text names (by official name or alias).
     pub fn find(&self, normalised_text: &str) -> Option<&School> {
-        find_longest_matches(normalised_text, &self.needles)
+        self.needles
+            .find(normalised_text)
             .first()
             .map(|(_, index)| &self.schools[self.owners[*index]])
     }

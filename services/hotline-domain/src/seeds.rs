@@ -10,3 +10,9 @@ pub const HOLIDAYS_TSV: &str = include_str!("../../../seeds/calendar/holidays.ts
 
 #[cfg(test)]
 pub(crate) const TOPICS_TSV_FOR_TESTS: &str = include_str!("../../../seeds/topics.tsv");
+
+/// Labelled example appeals (JSONL `{"text","label",…}`), the topic model's training data.
+pub const TRAINING_EXAMPLES: &[&str] = &[
+    include_str!("../../../seeds/training/examples-a.jsonl"),
+    include_str!("../../../seeds/training/examples-b.jsonl"),
+];

@@ -1,7 +1,224 @@
 //! Text normalisation shared by every matcher, so that a phrase found in one place is found in all.
 
-/// Full-width ASCII to half-width, ideographic space to space, ASCII lower-cased. Chinese text is
-/// otherwise kept as written.
+/// Common traditional characters and their simplified forms (sorted by the traditional one), so
+/// an appeal typed in traditional script meets the same phrases and features. Not a full
+/// converter: the characters that appeals about schools actually use.
+const TRADITIONAL: &[(char, char)] = &[
+    ('來', '来'),
+    ('個', '个'),
+    ('們', '们'),
+    ('傳', '传'),
+    ('傷', '伤'),
+    ('價', '价'),
+    ('兒', '儿'),
+    ('內', '内'),
+    ('劃', '划'),
+    ('務', '务'),
+    ('勞', '劳'),
+    ('區', '区'),
+    ('協', '协'),
+    ('參', '参'),
+    ('員', '员'),
+    ('問', '问'),
+    ('單', '单'),
+    ('嗎', '吗'),
+    ('嚴', '严'),
+    ('園', '园'),
+    ('報', '报'),
+    ('壓', '压'),
+    ('孫', '孙'),
+    ('學', '学'),
+    ('實', '实'),
+    ('對', '对'),
+    ('導', '导'),
+    ('島', '岛'),
+    ('師', '师'),
+    ('幫', '帮'),
+    ('廠', '厂'),
+    ('廣', '广'),
+    ('廳', '厅'),
+    ('從', '从'),
+    ('愛', '爱'),
+    ('態', '态'),
+    ('應', '应'),
+    ('戶', '户'),
+    ('揚', '扬'),
+    ('擁', '拥'),
+    ('擔', '担'),
+    ('據', '据'),
+    ('數', '数'),
+    ('時', '时'),
+    ('書', '书'),
+    ('會', '会'),
+    ('東', '东'),
+    ('條', '条'),
+    ('業', '业'),
+    ('構', '构'),
+    ('樓', '楼'),
+    ('標', '标'),
+    ('機', '机'),
+    ('檢', '检'),
+    ('歲', '岁'),
+    ('殘', '残'),
+    ('沒', '没'),
+    ('淩', '凌'),
+    ('減', '减'),
+    ('準', '准'),
+    ('災', '灾'),
+    ('營', '营'),
+    ('現', '现'),
+    ('產', '产'),
+    ('畢', '毕'),
+    ('當', '当'),
+    ('發', '发'),
+    ('碼', '码'),
+    ('竊', '窃'),
+    ('範', '范'),
+    ('紅', '红'),
+    ('紙', '纸'),
+    ('級', '级'),
+    ('細', '细'),
+    ('終', '终'),
+    ('結', '结'),
+    ('絡', '络'),
+    ('給', '给'),
+    ('綜', '综'),
+    ('網', '网'),
+    ('緊', '紧'),
+    ('線', '线'),
+    ('編', '编'),
+    ('練', '练'),
+    ('縣', '县'),
+    ('總', '总'),
+    ('績', '绩'),
+    ('繫', '系'),
+    ('繳', '缴'),
+    ('續', '续'),
+    ('罰', '罚'),
+    ('羅', '罗'),
+    ('義', '义'),
+    ('習', '习'),
+    ('聯', '联'),
+    ('職', '职'),
+    ('腦', '脑'),
+    ('腳', '脚'),
+    ('臉', '脸'),
+    ('與', '与'),
+    ('舉', '举'),
+    ('藝', '艺'),
+    ('處', '处'),
+    ('號', '号'),
+    ('蟲', '虫'),
+    ('術', '术'),
+    ('衛', '卫'),
+    ('補', '补'),
+    ('裡', '里'),
+    ('規', '规'),
+    ('視', '视'),
+    ('訓', '训'),
+    ('評', '评'),
+    ('詢', '询'),
+    ('試', '试'),
+    ('話', '话'),
+    ('該', '该'),
+    ('認', '认'),
+    ('語', '语'),
+    ('說', '说'),
+    ('課', '课'),
+    ('請', '请'),
+    ('諮', '谘'),
+    ('證', '证'),
+    ('識', '识'),
+    ('議', '议'),
+    ('護', '护'),
+    ('讓', '让'),
+    ('負', '负'),
+    ('貧', '贫'),
+    ('貴', '贵'),
+    ('費', '费'),
+    ('資', '资'),
+    ('賠', '赔'),
+    ('質', '质'),
+    ('贈', '赠'),
+    ('趕', '赶'),
+    ('跡', '迹'),
+    ('車', '车'),
+    ('輔', '辅'),
+    ('轉', '转'),
+    ('辦', '办'),
+    ('農', '农'),
+    ('這', '这'),
+    ('運', '运'),
+    ('過', '过'),
+    ('違', '违'),
+    ('適', '适'),
+    ('選', '选'),
+    ('遺', '遗'),
+    ('還', '还'),
+    ('郵', '邮'),
+    ('鄉', '乡'),
+    ('醫', '医'),
+    ('錄', '录'),
+    ('錢', '钱'),
+    ('鎮', '镇'),
+    ('鐘', '钟'),
+    ('鑰', '钥'),
+    ('長', '长'),
+    ('開', '开'),
+    ('間', '间'),
+    ('關', '关'),
+    ('陽', '阳'),
+    ('隊', '队'),
+    ('際', '际'),
+    ('隨', '随'),
+    ('險', '险'),
+    ('雙', '双'),
+    ('雜', '杂'),
+    ('雞', '鸡'),
+    ('離', '离'),
+    ('難', '难'),
+    ('電', '电'),
+    ('韓', '韩'),
+    ('響', '响'),
+    ('頁', '页'),
+    ('預', '预'),
+    ('領', '领'),
+    ('頭', '头'),
+    ('題', '题'),
+    ('類', '类'),
+    ('顧', '顾'),
+    ('風', '风'),
+    ('飛', '飞'),
+    ('飯', '饭'),
+    ('養', '养'),
+    ('館', '馆'),
+    ('騙', '骗'),
+    ('騷', '骚'),
+    ('驗', '验'),
+    ('體', '体'),
+    ('髮', '发'),
+    ('鬧', '闹'),
+    ('魚', '鱼'),
+    ('麥', '麦'),
+    ('麼', '么'),
+    ('黨', '党'),
+    ('齊', '齐'),
+    ('齒', '齿'),
+    ('齡', '龄'),
+    ('龍', '龙'),
+];
+
+fn simplify(c: char) -> char {
+    if (c as u32) < 0x4E00 {
+        return c;
+    }
+    TRADITIONAL
+        .binary_search_by_key(&c, |(t, _)| *t)
+        .map_or(c, |i| TRADITIONAL[i].1)
+}
+
+/// Full-width ASCII to half-width, ideographic space to space, ASCII lower-cased, common
+/// traditional characters to simplified. Chinese text is otherwise kept as written.
 pub fn normalise(text: &str) -> String {
     text.chars()
         .map(|c| match c {
@@ -9,32 +226,57 @@ pub fn normalise(text: &str) -> String {
             '\u{FF01}'..='\u{FF5E}' => {
                 char::from_u32(c as u32 - 0xFEE0).map_or(c, |h| h.to_ascii_lowercase())
             }
-            _ => c.to_ascii_lowercase(),
+            _ => simplify(c).to_ascii_lowercase(),
         })
         .collect()
 }
 
-/// Find every non-overlapping occurrence of the longest matching needle, scanning left to right.
-/// Needles must already be normalised. Returns (byte offset, needle index).
-pub fn find_longest_matches(haystack: &str, needles: &[String]) -> Vec<(usize, usize)> {
-    let mut found = Vec::new();
-    let mut pos = 0;
-    while pos < haystack.len() {
-        let rest = &haystack[pos..];
-        let best = needles
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !n.is_empty() && rest.starts_with(n.as_str()))
-            .max_by_key(|(_, n)| n.len());
-        match best {
-            Some((index, needle)) => {
-                found.push((pos, index));
-                pos += needle.len();
-            }
-            None => pos += rest.chars().next().map_or(1, char::len_utf8),
+/// A set of phrases found in text by one Aho-Corasick pass: every non-overlapping occurrence,
+/// leftmost first, the longest phrase winning where several start at the same place.
+#[derive(Debug, Clone)]
+pub struct PhraseSet {
+    phrases: Vec<String>,
+    automaton: aho_corasick::AhoCorasick,
+    /// Automaton pattern → phrase index (empty phrases are left out of the automaton).
+    pattern_to_phrase: Vec<usize>,
+}
+
+impl PhraseSet {
+    /// Phrases must already be normalised.
+    pub fn new(phrases: Vec<String>) -> Self {
+        let pattern_to_phrase: Vec<usize> = (0..phrases.len())
+            .filter(|i| !phrases[*i].is_empty())
+            .collect();
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(pattern_to_phrase.iter().map(|i| phrases[*i].as_str()))
+            .expect("phrase sets are small enough for an automaton");
+        Self {
+            phrases,
+            automaton,
+            pattern_to_phrase,
         }
     }
-    found
+
+    pub fn phrases(&self) -> &[String] {
+        &self.phrases
+    }
+
+    pub fn len(&self) -> usize {
+        self.phrases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.phrases.is_empty()
+    }
+
+    /// (byte offset, phrase index) of each match.
+    pub fn find(&self, haystack: &str) -> Vec<(usize, usize)> {
+        self.automaton
+            .find_iter(haystack)
+            .map(|m| (m.start(), self.pattern_to_phrase[m.pattern().as_usize()]))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -48,12 +290,25 @@ mod tests {
         check("食堂　饭菜", "食堂 饭菜");
         check("Hello，世界！", "hello,世界!");
         check("", "");
+        check("學校食堂飯菜太貴", "学校食堂饭菜太贵");
+        check("補習班退費難", "补习班退费难");
+    }
+
+    #[test]
+    fn the_traditional_table_is_sorted_for_binary_search() {
+        assert!(TRADITIONAL.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]
     fn longest_match_wins() {
-        let needles = vec!["市南".to_owned(), "市南区".to_owned(), "李沧区".to_owned()];
-        let found = find_longest_matches("我在市南区和李沧区", &needles);
-        assert_eq!(found.iter().map(|f| f.1).collect::<Vec<_>>(), vec![1, 2]);
+        let set = PhraseSet::new(vec![
+            "市南".to_owned(),
+            "市南区".to_owned(),
+            String::new(),
+            "李沧区".to_owned(),
+        ]);
+        let found = set.find("我在市南区和李沧区，市南");
+        assert_eq!(found.iter().map(|f| f.1).collect::<Vec<_>>(), vec![1, 3, 0]);
+        assert!(set.find("").is_empty());
     }
 }

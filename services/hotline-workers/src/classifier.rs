@@ -2,7 +2,7 @@
 
 use crate::{parse_uuid, sqlx_error, store_error, Clock};
 use hotline_bus::{Handler, HandlerError};
-use hotline_domain::classify::KeywordClassifier;
+use hotline_classifier::hybrid::TopicClassifier;
 use hotline_events::{convert, Actor, Event, Payload};
 use hotline_store::{appeals, outbox, processed, PgPool};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ pub const NAME: &str = "hotline-classifier";
 
 pub struct ClassifierWorker<C> {
     pub pool: PgPool,
-    pub classifier: Arc<KeywordClassifier>,
+    pub classifier: Arc<TopicClassifier>,
     pub clock: C,
 }
 

@@ -4,7 +4,6 @@ use crate::config::Config;
 use anyhow::Context;
 use hotline_bus::{run_consumer, ConsumerSettings, Handler, KafkaConfig, Publisher};
 use hotline_domain::calendar::WorkingCalendar;
-use hotline_domain::classify::KeywordClassifier;
 use hotline_domain::deadlines::DeadlinePolicy;
 use hotline_events::Stream;
 use hotline_store::PgPool;
@@ -154,7 +153,7 @@ pub async fn start<C: Clock + Clone>(
             Component::Classifier => {
                 let worker = ClassifierWorker {
                     pool: pool.clone(),
-                    classifier: Arc::new(KeywordClassifier::builtin()),
+                    classifier: Arc::new(crate::classifier::builtin()?),
                     clock: clock.clone(),
                 };
                 spawn_consumer(

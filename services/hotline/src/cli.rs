@@ -51,10 +51,25 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// Classify JSONL `{"id","text"}` lines (stdin by default) with the built-in model.
+    /// Classify JSONL `{"id","text"}` lines (stdin by default), one JSONL result per line.
     Classify {
+        /// A model directory from `hotline train`; the built-in topic model by default.
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[arg(long)]
         input: Option<PathBuf>,
+    },
+    /// Train a model: from JSONL `{"text","label"}` (any labels), or the topic model from seeds/.
+    Train {
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Benchmarks (accuracy, speed, load time, memory).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
 }
 
@@ -77,6 +92,24 @@ pub enum TokenCommand {
     List,
     /// Revoke a token by its id (from `hotline token list`).
     Revoke { id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Train on one labelled JSONL file and score another once; or cross-validate on the
+    /// training file only (`--cv K`, with `--grid` to compare feature settings).
+    Classifier {
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        test: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        cv: usize,
+        #[arg(long)]
+        grid: bool,
+    },
+    /// The topic classifier on a held-out fifth of the seed examples, and its speed.
+    Seeds,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,7 +147,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init("hotline-dlq", &config.log_format);
             commands::dlq(&config, command).await
         }
-        Command::Classify { input } => commands::classify(input.as_deref()),
+        Command::Classify { model, input } => {
+            commands::classify(model.as_deref(), input.as_deref())
+        }
+        Command::Train { input, out } => crate::classifier::train_command(input.as_deref(), &out),
+        Command::Bench { command } => match command {
+            BenchCommand::Classifier {
+                train,
+                test,
+                cv,
+                grid,
+            } => crate::classifier::bench_command(&train, test.as_deref(), cv, grid),
+            BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
+        },
     }
 }
 

@@ -6,6 +6,8 @@ use crate::config::Config;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use hotline_api::intake::{self, IntakeError};
+use hotline_classifier::hybrid::TopicClassifier;
+use hotline_classifier::{Featurizer, LinearModel};
 use hotline_domain::appeal::{AppealInput, NewAppeal, Provenance};
 use hotline_domain::classify::KeywordClassifier;
 use hotline_events::Actor;
@@ -327,8 +329,74 @@ struct ClassifyLine {
     text: String,
 }
 
-pub fn classify(input: Option<&Path>) -> anyhow::Result<()> {
-    let classifier = KeywordClassifier::builtin();
+/// A topic model (hybrid with the taxonomy) or a model with any other labels.
+enum Classifier {
+    Topics(TopicClassifier),
+    Other(LinearModel, Featurizer, KeywordClassifier),
+}
+
+impl Classifier {
+    fn classify(&self, text: &str) -> serde_json::Value {
+        let c = match self {
+            Classifier::Topics(topics) => topics.classify(text, None, None),
+            Classifier::Other(model, featurizer, keywords) => {
+                let base = keywords.classify(text, None, None);
+                let mut scratch = Vec::new();
+                let p = model.predict(featurizer, text, &mut scratch);
+                let mut ranked: Vec<(usize, f32)> =
+                    p.probabilities.iter().copied().enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let round = |x: f32| (f64::from(x) * 10_000.0).round() / 10_000.0;
+                return serde_json::json!({
+                    "topic": model.labels[ranked[0].0],
+                    "confidence": round(ranked[0].1),
+                    "alternatives": ranked.iter().skip(1).take(3)
+                        .map(|(l, p)| serde_json::json!({"topic": model.labels[*l], "confidence": round(*p)}))
+                        .collect::<Vec<_>>(),
+                    "urgent": base.urgent,
+                    "urgent_cue": base.urgent_cue,
+                    "district": base.district,
+                    "school": base.school,
+                    "terms": model.explain(featurizer, text, ranked[0].0, 8),
+                    "model_version": model.version,
+                });
+            }
+        };
+        serde_json::json!({
+            "topic": c.topic,
+            "confidence": c.confidence,
+            "alternatives": c.alternatives,
+            "urgent": c.urgent,
+            "urgent_cue": c.urgent_cue,
+            "district": c.district,
+            "school": c.school,
+            "terms": c.terms,
+            "model_version": c.model_version,
+        })
+    }
+}
+
+pub fn classify(model: Option<&Path>, input: Option<&Path>) -> anyhow::Result<()> {
+    let classifier = match model {
+        None => Classifier::Topics(crate::classifier::builtin()?),
+        Some(dir) => {
+            let model = crate::classifier::load_model(dir)?;
+            if model
+                .labels
+                .iter()
+                .all(|l| l.parse::<hotline_domain::TopicCode>().is_ok())
+            {
+                Classifier::Topics(TopicClassifier::new(
+                    model,
+                    KeywordClassifier::builtin(),
+                    hotline_classifier::hybrid::DEFAULT_KEYWORD_WEIGHT,
+                )?)
+            } else {
+                let featurizer = Featurizer::new(model.features);
+                Classifier::Other(model, featurizer, KeywordClassifier::builtin())
+            }
+        }
+    };
     let reader: Box<dyn BufRead> = match input {
         Some(path) => Box::new(std::io::BufReader::new(
             std::fs::File::open(path)
@@ -344,19 +412,13 @@ pub fn classify(input: Option<&Path>) -> anyhow::Result<()> {
         }
         let value = match serde_json::from_str::<ClassifyLine>(&line) {
             Ok(item) => {
-                let c = classifier.classify(&item.text, None, None);
-                serde_json::json!({
-                    "id": item.id,
-                    "topic": c.topic,
-                    "confidence": c.confidence,
-                    "alternatives": c.alternatives,
-                    "urgent": c.urgent,
-                    "urgent_cue": c.urgent_cue,
-                    "district": c.district,
-                    "school": c.school,
-                    "terms": c.terms,
-                    "model_version": c.model_version,
-                })
+                let mut value = classifier.classify(&item.text);
+                let mut with_id = serde_json::Map::new();
+                with_id.insert("id".into(), item.id);
+                if let serde_json::Value::Object(fields) = value.take() {
+                    with_id.extend(fields);
+                }
+                serde_json::Value::Object(with_id)
             }
             Err(error) => {
                 let id = serde_json::from_str::<serde_json::Value>(&line)

@@ -1,0 +1,251 @@
+//! Text → sparse feature vector. Words from jieba (with the domain's user dictionary) and character
+//! n-grams are hashed into a fixed number of buckets (the hashing trick: no vocabulary to store or
+//! look up), weighted by sublinear term frequency and IDF, and L2-normalised.
+
+use hotline_domain::text::normalise;
+use jieba_rs::Jieba;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FeatureConfig {
+    /// log2 of the number of hash buckets.
+    pub bucket_bits: u32,
+    /// Character n-grams from 1 to this length (0 = none).
+    pub char_ngram_max: usize,
+    /// Add jieba word unigrams.
+    pub words: bool,
+    /// Add word bigrams.
+    pub word_bigrams: bool,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            bucket_bits: 20,
+            char_ngram_max: 3,
+            words: true,
+            word_bigrams: false,
+        }
+    }
+}
+
+/// Words the default jieba dictionary lacks, which citizens and the bureau use.
+const DOMAIN_WORDS: &[&str] = &[
+    "双减",
+    "校外培训",
+    "培训机构",
+    "课后服务",
+    "校园餐",
+    "配餐公司",
+    "控辍保学",
+    "教辅",
+    "代收费",
+    "普惠园",
+    "小学化",
+    "划片",
+    "学区房",
+    "学籍",
+    "中考",
+    "高考",
+    "教体局",
+    "西海岸新区",
+    "有偿补课",
+    "校园欺凌",
+    "课外班",
+    "托管班",
+    "延时服务",
+    "职业学校",
+    "职业院校",
+    "12345",
+    "退费",
+    "跑路",
+];
+
+/// Segmentation and hashing. Holds the jieba dictionary (built in; no download).
+pub struct Featurizer {
+    config: FeatureConfig,
+    jieba: Jieba,
+}
+
+impl std::fmt::Debug for Featurizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Featurizer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// FNV-1a over the feature's kind and characters: stable across runs and platforms.
+fn hash_chars(kind: u8, chars: &[char]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(kind);
+    h = h.wrapping_mul(0x0100_0000_01b3);
+    for c in chars {
+        h ^= u64::from(*c as u32);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn hash_str(kind: u8, s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(kind);
+    h = h.wrapping_mul(0x0100_0000_01b3);
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn is_content(c: char) -> bool {
+    c.is_alphanumeric()
+}
+
+impl Featurizer {
+    pub fn new(config: FeatureConfig) -> Self {
+        let mut jieba = Jieba::new();
+        for word in DOMAIN_WORDS {
+            jieba.add_word(word, Some(10_000), None);
+        }
+        Self { config, jieba }
+    }
+
+    pub fn config(&self) -> &FeatureConfig {
+        &self.config
+    }
+
+    pub fn buckets(&self) -> usize {
+        1 << self.config.bucket_bits
+    }
+
+    /// Words of the text as jieba cuts it (normalised, punctuation dropped).
+    pub fn words<'a>(&self, normalised: &'a str) -> Vec<&'a str> {
+        self.jieba
+            .cut(normalised, false)
+            .into_iter()
+            .map(|token| token.word)
+            .filter(|w| w.chars().any(is_content))
+            .collect()
+    }
+
+    /// Raw counts per bucket, sorted by bucket, duplicates merged.
+    pub fn counts(&self, text: &str, out: &mut Vec<(u32, f32)>) {
+        let normalised = normalise(text);
+        let words = if self.config.words {
+            self.words(&normalised)
+        } else {
+            Vec::new()
+        };
+        self.counts_from(&normalised, &words, out);
+    }
+
+    /// The bucket of a word feature.
+    pub fn word_bucket(&self, word: &str) -> u32 {
+        (hash_str(100, word) & ((1u64 << self.config.bucket_bits) - 1)) as u32
+    }
+
+    /// [`Self::counts`] for a text already normalised and cut into words (callers that need the
+    /// words too cut only once).
+    pub fn counts_from(&self, normalised: &str, words: &[&str], out: &mut Vec<(u32, f32)>) {
+        out.clear();
+        let mask = (1u64 << self.config.bucket_bits) - 1;
+        let mut push = |h: u64| out.push(((h & mask) as u32, 1.0));
+        if self.config.char_ngram_max > 0 {
+            // n-grams never span punctuation or spaces: they are runs of content characters.
+            let chars: Vec<char> = normalised.chars().collect();
+            let mut start = 0;
+            while start < chars.len() {
+                if !is_content(chars[start]) {
+                    start += 1;
+                    continue;
+                }
+                let mut end = start;
+                while end < chars.len() && is_content(chars[end]) {
+                    end += 1;
+                }
+                let run = &chars[start..end];
+                for n in 1..=self.config.char_ngram_max {
+                    for window in run.windows(n) {
+                        push(hash_chars(n as u8, window));
+                    }
+                }
+                start = end;
+            }
+        }
+        if self.config.words {
+            for word in words {
+                push(hash_str(100, word));
+            }
+            if self.config.word_bigrams {
+                for pair in words.windows(2) {
+                    push(hash_str(101, pair[0]) ^ hash_str(102, pair[1]));
+                }
+            }
+        }
+        out.sort_unstable_by_key(|(b, _)| *b);
+        out.dedup_by(|next, kept| {
+            if next.0 == kept.0 {
+                kept.1 += next.1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// Sublinear TF × IDF, then L2 normalisation, in place.
+pub fn weigh(features: &mut [(u32, f32)], idf: &[f32]) {
+    let mut norm = 0.0f32;
+    for (bucket, value) in features.iter_mut() {
+        *value = (1.0 + value.ln()) * idf[*bucket as usize];
+        norm += *value * *value;
+    }
+    if norm > 0.0 {
+        let inv = norm.sqrt().recip();
+        for (_, value) in features.iter_mut() {
+            *value *= inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segmentation_keeps_domain_words_whole() {
+        let f = Featurizer::new(FeatureConfig::default());
+        let check = |text: &str, expected: &[&str]| {
+            let normalised = normalise(text);
+            let words = f.words(&normalised);
+            for word in expected {
+                assert!(words.contains(word), "{text}: {words:?} lacks {word}");
+            }
+        };
+        check("落实双减政策，规范校外培训", &["双减", "校外培训"]);
+        check("西海岸新区的学区房划片问题", &["西海岸新区", "划片"]);
+        check("孩子在学校被同学打了", &["孩子", "学校", "同学"]);
+        check("ＡＢＣ培训机构跑路了！", &["abc", "培训机构", "跑路"]);
+    }
+
+    #[test]
+    fn features_are_deterministic_sorted_and_normalised() {
+        let f = Featurizer::new(FeatureConfig {
+            bucket_bits: 16,
+            ..FeatureConfig::default()
+        });
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        f.counts("食堂饭菜有虫子。食堂！", &mut a);
+        f.counts("食堂饭菜有虫子。食堂！", &mut b);
+        assert_eq!(a, b);
+        assert!(a.windows(2).all(|w| w[0].0 < w[1].0));
+        let idf = vec![1.0; f.buckets()];
+        weigh(&mut a, &idf);
+        let norm: f32 = a.iter().map(|(_, v)| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-5);
+        let mut empty = Vec::new();
+        f.counts("，。！", &mut empty);
+        assert!(empty.is_empty());
+    }
+}
