@@ -259,6 +259,9 @@ pub async fn resolve(
 #[serde(deny_unknown_fields)]
 pub struct AssignRequest {
     pub lead: String,
+    /// The right topic, when the classifier's was wrong: stored as a correction for the next
+    /// training, and the case and its appeals move to it.
+    pub topic: Option<String>,
     #[serde(default)]
     pub assisting: Vec<String>,
     #[serde(default)]
@@ -294,6 +297,14 @@ pub async fn assign(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let note = note(request.note, "note", false)?;
+    let topic = request
+        .topic
+        .as_deref()
+        .map(|t| {
+            t.parse::<hotline_domain::TopicCode>()
+                .map_err(|e| ApiError::invalid_field("topic", e.to_string()))
+        })
+        .transpose()?;
     let mut tx = state.pool.begin().await?;
     known_unit(&mut tx, &request.lead, "lead").await?;
     let mut plan: Vec<(String, AssignmentRole)> =
@@ -330,7 +341,7 @@ pub async fn assign(
                 case_id: id.to_string(),
                 appeal_id: String::new(),
                 state: wire_state(CaseState::Routed),
-                topic: case.topic.clone(),
+                topic: topic.map_or_else(|| case.topic.clone(), |t| t.as_str().to_owned()),
                 district: case.district.clone().unwrap_or_default(),
                 school: case.school.clone().unwrap_or_default(),
                 urgent: case.urgent,
@@ -354,10 +365,23 @@ pub async fn assign(
             command: CaseCommand::Assign,
             permission: Permission::Staff,
             payload,
-            detail: json!({"assignments": plan.iter().map(|(u, r)| json!({"unit": u, "role": r})).collect::<Vec<_>>(), "note": note}),
+            detail: json!({"assignments": plan.iter().map(|(u, r)| json!({"unit": u, "role": r})).collect::<Vec<_>>(), "note": note, "topic": topic}),
         })
     })
     .await?;
+    if let Some(topic) = topic.filter(|t| t.as_str() != case.topic) {
+        hotline_store::corrections::record_for_case(
+            &mut tx,
+            &hotline_store::corrections::NewCorrection {
+                case_id: id,
+                to_topic: topic.as_str(),
+                source: "triage",
+                actor_id: &caller.0.token_id.to_string(),
+                actor_name: &caller.0.name,
+            },
+        )
+        .await?;
+    }
     let now = state.clock.now();
     cases::end_assignments(&mut tx, id, "reassigned", now).await?;
     for (unit, role) in &plan {

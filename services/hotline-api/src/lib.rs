@@ -5,6 +5,7 @@ pub mod cases;
 pub mod error;
 pub mod intake;
 mod openapi;
+mod stats;
 mod views;
 
 use axum::routing::{get, post};
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{id}/close", post(cases::close))
         .route("/api/v1/cases/{id}/transfer-out", post(cases::transfer_out))
         .route("/api/v1/units", get(views::units))
+        .route("/api/v1/rates", get(stats::rates))
         .fallback(error::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -66,6 +68,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/close"),
     ("post", "/api/v1/cases/{id}/transfer-out"),
     ("get", "/api/v1/units"),
+    ("get", "/api/v1/rates"),
 ];
 
 async fn health(

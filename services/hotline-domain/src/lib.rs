@@ -8,6 +8,7 @@ pub mod classify;
 pub mod deadlines;
 pub mod district;
 pub mod phone;
+pub mod rates;
 pub mod routing;
 pub mod schools;
 pub mod seeds;

@@ -405,4 +405,81 @@ mod tests {
             RoutingDecision::TransferOut { .. }
         ));
     }
+
+    /// The labelled Qingdao routing set (`seeds/routing/appeals.jsonl`): given each appeal's true
+    /// topic, district, school and urgency, the catalogue must pick exactly the expected units.
+    /// (Classification errors are measured separately, by `hotline bench routing`.)
+    #[test]
+    fn the_catalogue_routes_the_labelled_set() {
+        let units = UnitsDirectory::builtin();
+        let schools = SchoolDirectory::builtin();
+        let catalogue = DispatchCatalogue::builtin(&units);
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for line in include_str!("../../../seeds/routing/appeals.jsonl").lines() {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let decision = case["expected_decision"].as_str().unwrap();
+            if decision == "triage" {
+                continue; // low confidence is the classifier's call, not the catalogue's
+            }
+            let topic: TopicCode = case["topic"].as_str().unwrap().parse().unwrap();
+            let school = case["school"]
+                .as_str()
+                .map(|s| schools.by_name(s).expect("school in directory"));
+            let input = RoutingInput {
+                topic,
+                confidence: 0.9,
+                education_related: decision != "transfer_out",
+                urgent: case["urgent"].as_bool().unwrap(),
+                district: case["district"].as_str(),
+                school,
+            };
+            let got = catalogue.route(&input, &units);
+            checked += 1;
+            let units_of = |role: AssignmentRole, assignments: &[Assignment]| {
+                let mut v: Vec<String> = assignments
+                    .iter()
+                    .filter(|a| a.role == role)
+                    .map(|a| a.unit.to_string())
+                    .collect();
+                v.sort();
+                v
+            };
+            let expected = |key: &str| {
+                let mut v: Vec<String> = case[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_str().unwrap().to_owned())
+                    .collect();
+                v.sort();
+                v
+            };
+            let ok = match (&got, decision) {
+                (RoutingDecision::TransferOut { .. }, "transfer_out") => true,
+                (RoutingDecision::Route { assignments, .. }, "route") => {
+                    units_of(AssignmentRole::Lead, assignments)
+                        == vec![case["expected_lead"].as_str().unwrap().to_owned()]
+                        && units_of(AssignmentRole::Assisting, assignments)
+                            == expected("expected_assisting")
+                        && units_of(AssignmentRole::Informed, assignments)
+                            == expected("expected_informed")
+                }
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{}: expected {decision} {} got {got:?}",
+                    case["id"], case["note"]
+                ));
+            }
+        }
+        assert!(checked >= 150, "only {checked} labelled appeals");
+        assert!(
+            failures.is_empty(),
+            "{} of {checked} misrouted:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
 }

@@ -4,10 +4,12 @@
 
 pub mod appeals;
 pub mod cases;
+pub mod corrections;
 pub mod db;
 pub mod deadlines;
 pub mod outbox;
 pub mod processed;
+pub mod rates;
 pub mod tokens;
 
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

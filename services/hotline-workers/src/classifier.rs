@@ -5,13 +5,42 @@ use hotline_bus::{Handler, HandlerError};
 use hotline_classifier::hybrid::TopicClassifier;
 use hotline_events::{convert, Actor, Event, Payload};
 use hotline_store::{appeals, outbox, processed, PgPool};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
 
 pub const NAME: &str = "hotline-classifier";
 
+/// The classifier in use; replaced in place when a new model is trained, so workers pick it up
+/// without a restart.
+pub struct ModelSlot(RwLock<Arc<TopicClassifier>>);
+
+impl ModelSlot {
+    pub fn new(classifier: TopicClassifier) -> Self {
+        Self(RwLock::new(Arc::new(classifier)))
+    }
+
+    pub fn current(&self) -> Arc<TopicClassifier> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    pub fn replace(&self, classifier: TopicClassifier) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(classifier);
+    }
+}
+
 pub struct ClassifierWorker<C> {
     pub pool: PgPool,
-    pub classifier: Arc<TopicClassifier>,
+    pub model: Arc<ModelSlot>,
     pub clock: C,
 }
 
@@ -39,7 +68,7 @@ impl<C: Clock> Handler for ClassifierWorker<C> {
             .ok_or_else(|| {
                 HandlerError::Failed(format!("appeal {appeal_id} is not in the database"))
             })?;
-        let classification = self.classifier.classify(
+        let classification = self.model.current().classify(
             &appeal.content,
             appeal.district_hint.as_deref(),
             appeal.school_hint.as_deref(),
@@ -72,5 +101,42 @@ impl<C: Clock> Handler for ClassifierWorker<C> {
             "classified"
         );
         Ok(())
+    }
+}
+
+/// Loads `model.bin` from `dir` whenever it changes (`hotline train` writes it atomically) and puts
+/// it in the slot. A model that does not load is logged and the current one kept.
+pub async fn run_model_reloader(
+    slot: Arc<ModelSlot>,
+    dir: PathBuf,
+    load: impl Fn(&std::path::Path) -> Result<TopicClassifier, String> + Send + 'static,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let path = dir.join("model.bin");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen: Option<SystemTime> = modified(&path);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = modified(&path);
+        if now.is_none() || now == seen {
+            continue;
+        }
+        seen = now;
+        match load(&dir) {
+            Ok(classifier) => {
+                tracing::info!(
+                    model_version = classifier.model_version(),
+                    "new classifier model loaded"
+                );
+                slot.replace(classifier);
+            }
+            Err(error) => {
+                tracing::error!(%error, dir = %dir.display(), "new model not loaded; keeping the current one")
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ use hotline_domain::calendar::WorkingCalendar;
 use hotline_domain::deadlines::DeadlinePolicy;
 use hotline_events::Stream;
 use hotline_store::PgPool;
-use hotline_workers::classifier::ClassifierWorker;
+use hotline_workers::classifier::{run_model_reloader, ClassifierWorker, ModelSlot};
 use hotline_workers::router::{Directories, RouterWorker};
 use hotline_workers::tracker::{run_deadline_scanner, Rules, TrackerWorker};
 use hotline_workers::Clock;
@@ -151,9 +151,32 @@ pub async fn start<C: Clock + Clone>(
                 ));
             }
             Component::Classifier => {
+                let initial = match &config.model_dir {
+                    Some(dir) if dir.join("model.bin").exists() => {
+                        crate::classifier::load_topic_classifier(dir)?
+                    }
+                    _ => crate::classifier::builtin()?,
+                };
+                tracing::info!(
+                    model_version = initial.model_version(),
+                    "classifier model ready"
+                );
+                let model = Arc::new(ModelSlot::new(initial));
+                if let Some(dir) = &config.model_dir {
+                    tasks.spawn(run_model_reloader(
+                        Arc::clone(&model),
+                        dir.clone(),
+                        |dir| {
+                            crate::classifier::load_topic_classifier(dir)
+                                .map_err(|e| format!("{e:#}"))
+                        },
+                        Duration::from_millis(config.model_reload_interval_ms),
+                        shutdown.clone(),
+                    ));
+                }
                 let worker = ClassifierWorker {
                     pool: pool.clone(),
-                    classifier: Arc::new(crate::classifier::builtin()?),
+                    model,
                     clock: clock.clone(),
                 };
                 spawn_consumer(

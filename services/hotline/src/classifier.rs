@@ -17,6 +17,16 @@ pub fn builtin() -> anyhow::Result<TopicClassifier> {
     Ok(TopicClassifier::builtin()?)
 }
 
+/// A topic model from a directory, combined with the taxonomy like the built-in one.
+pub fn load_topic_classifier(dir: &Path) -> anyhow::Result<TopicClassifier> {
+    let model = load_model(dir)?;
+    Ok(TopicClassifier::new(
+        model,
+        KeywordClassifier::builtin(),
+        hotline_classifier::hybrid::DEFAULT_KEYWORD_WEIGHT,
+    )?)
+}
+
 pub fn load_model(dir: &Path) -> anyhow::Result<LinearModel> {
     let path = dir.join("model.bin");
     let bytes =
@@ -40,12 +50,33 @@ pub fn read_labelled(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     Ok(parse_examples(&text)?)
 }
 
-/// `hotline train`: any labelled JSONL, or the topic model from the seeds.
-pub fn train_command(input: Option<&Path>, out: &Path) -> anyhow::Result<()> {
-    let (examples, prefix) = match input {
+/// `hotline train`: any labelled JSONL, or the topic model from the seeds, optionally with the
+/// corrections stored in the database.
+pub async fn train_command(
+    config: &crate::config::Config,
+    input: Option<&Path>,
+    out: &Path,
+    with_corrections: bool,
+) -> anyhow::Result<()> {
+    let (mut examples, mut prefix) = match input {
         Some(path) => (read_labelled(path)?, "custom"),
         None => (seed_examples()?, "seeds"),
     };
+    let mut corrections = 0;
+    if with_corrections {
+        let pool = hotline_store::db::prepare(&config.database_url, 2)
+            .await
+            .context("--with-corrections needs the database")?;
+        let mut conn = pool.acquire().await?;
+        let stored = hotline_store::corrections::examples(&mut conn).await?;
+        corrections = stored.len();
+        examples.extend(stored);
+        prefix = if input.is_some() {
+            "custom+corrections"
+        } else {
+            "seeds+corrections"
+        };
+    }
     let version = version_of(&examples, prefix);
     let (config, train_config) = match input {
         Some(_) => (benchmark_features(), general_train_config()),
@@ -68,6 +99,7 @@ pub fn train_command(input: Option<&Path>, out: &Path) -> anyhow::Result<()> {
             "model_version": model.version,
             "labels": model.labels,
             "examples": examples.len(),
+            "corrections": corrections,
             "train_seconds": started.elapsed().as_secs_f64(),
             "out": out.display().to_string(),
         })
@@ -353,6 +385,82 @@ pub fn bench_seeds_command() -> anyhow::Result<()> {
             "builtin_model_ready_seconds": builtin_seconds,
             "model_bytes": built.model().memory_bytes(),
             "model_version": built.model_version(),
+        })
+    );
+    Ok(())
+}
+
+/// `hotline bench routing`: the whole decision on the labelled Qingdao routing set
+/// (`seeds/routing/appeals.jsonl`): the built-in classifier reads each text, the dispatch
+/// catalogue routes it. Reports lead-unit accuracy per topic and overall.
+pub fn bench_routing_command() -> anyhow::Result<()> {
+    use hotline_domain::routing::{
+        AssignmentRole, DispatchCatalogue, RoutingDecision, RoutingInput,
+    };
+    use hotline_domain::schools::SchoolDirectory;
+    use hotline_domain::units::UnitsDirectory;
+    let classifier = builtin()?;
+    let units = UnitsDirectory::builtin();
+    let schools = SchoolDirectory::builtin();
+    let catalogue = DispatchCatalogue::builtin(&units);
+    let mut per_topic: std::collections::BTreeMap<String, (usize, usize, usize)> =
+        Default::default();
+    let (mut total, mut right_decision, mut right_lead, mut right_topic) = (0, 0, 0, 0);
+    for line in include_str!("../../../seeds/routing/appeals.jsonl").lines() {
+        let case: serde_json::Value = serde_json::from_str(line)?;
+        let text = case["text"].as_str().unwrap_or_default();
+        let c = classifier.classify(text, None, None);
+        let school = c.school.as_deref().and_then(|s| schools.by_name(s));
+        let decision = catalogue.route(
+            &RoutingInput {
+                topic: c.topic,
+                confidence: c.confidence,
+                education_related: c.education_related,
+                urgent: c.urgent,
+                district: c.district.as_deref(),
+                school,
+            },
+            &units,
+        );
+        let (kind, lead) = match &decision {
+            RoutingDecision::Route { assignments, .. } => (
+                "route",
+                assignments
+                    .iter()
+                    .find(|a| a.role == AssignmentRole::Lead)
+                    .map(|a| a.unit.to_string()),
+            ),
+            RoutingDecision::Triage { .. } => ("triage", None),
+            RoutingDecision::TransferOut { .. } => ("transfer_out", None),
+        };
+        let expected_kind = case["expected_decision"].as_str().unwrap_or_default();
+        let expected_lead = case["expected_lead"].as_str().map(str::to_owned);
+        let topic = case["topic"].as_str().unwrap_or_default().to_owned();
+        let decision_ok = kind == expected_kind;
+        let lead_ok = decision_ok && lead == expected_lead;
+        total += 1;
+        right_decision += usize::from(decision_ok);
+        right_lead += usize::from(lead_ok);
+        right_topic += usize::from(c.topic.as_str() == topic);
+        let entry = per_topic.entry(topic).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(lead_ok);
+        entry.2 += usize::from(c.topic.as_str() == case["topic"].as_str().unwrap_or_default());
+    }
+    for (topic, (n, lead, topic_ok)) in &per_topic {
+        println!(
+            "{}",
+            serde_json::json!({"topic": topic, "appeals": n, "routing_accuracy": *lead as f64 / *n as f64, "topic_accuracy": *topic_ok as f64 / *n as f64})
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "appeals": total,
+            "routing_accuracy": right_lead as f64 / total as f64,
+            "decision_accuracy": right_decision as f64 / total as f64,
+            "topic_accuracy": right_topic as f64 / total as f64,
+            "model_version": classifier.model_version(),
         })
     );
     Ok(())

@@ -63,8 +63,12 @@ pub enum Command {
     Train {
         #[arg(long)]
         input: Option<PathBuf>,
+        /// Where to write `model.bin`; point HOTLINE_MODEL_DIR here and the classifier picks it up.
         #[arg(long)]
         out: PathBuf,
+        /// Add the operators' and managers' topic corrections from the database.
+        #[arg(long)]
+        with_corrections: bool,
     },
     /// Benchmarks (accuracy, speed, load time, memory).
     Bench {
@@ -110,6 +114,8 @@ pub enum BenchCommand {
     },
     /// The topic classifier on a held-out fifth of the seed examples, and its speed.
     Seeds,
+    /// Classifier and dispatch catalogue together on the labelled routing set.
+    Routing,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +156,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Classify { model, input } => {
             commands::classify(model.as_deref(), input.as_deref())
         }
-        Command::Train { input, out } => crate::classifier::train_command(input.as_deref(), &out),
+        Command::Train {
+            input,
+            out,
+            with_corrections,
+        } => {
+            crate::classifier::train_command(&config, input.as_deref(), &out, with_corrections)
+                .await
+        }
         Command::Bench { command } => match command {
             BenchCommand::Classifier {
                 train,
@@ -159,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 grid,
             } => crate::classifier::bench_command(&train, test.as_deref(), cv, grid),
             BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
+            BenchCommand::Routing => crate::classifier::bench_routing_command(),
         },
     }
 }

@@ -97,6 +97,18 @@ pub struct Config {
     /// A deadline policy file replacing the built-in `seeds/deadline-policy.toml`.
     #[arg(long, env = "HOTLINE_DEADLINE_POLICY_FILE", global = true)]
     pub deadline_policy_file: Option<PathBuf>,
+    /// A model directory from `hotline train`; the classifier loads it at start and whenever
+    /// `model.bin` changes. The built-in model (trained from seeds/) by default.
+    #[arg(long, env = "HOTLINE_MODEL_DIR", global = true)]
+    pub model_dir: Option<PathBuf>,
+    /// How often the classifier looks for a new model in HOTLINE_MODEL_DIR.
+    #[arg(
+        long,
+        env = "HOTLINE_MODEL_RELOAD_INTERVAL_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub model_reload_interval_ms: u64,
     /// `text` or `json` logs (on stderr).
     #[arg(
         long,

@@ -7,6 +7,7 @@
 //! both.
 
 mod auth;
+mod corrections;
 mod crash;
 mod dead_letter;
 mod deadlines;
@@ -14,4 +15,5 @@ mod http_errors;
 mod import;
 mod local_stack;
 mod pipeline;
+mod rates;
 mod support;

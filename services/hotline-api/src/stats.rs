@@ -1,0 +1,72 @@
+//! Managers' figures: the three rates per unit over a period.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{NaiveDate, TimeZone, Utc};
+use hotline_domain::calendar::china_offset;
+use hotline_store::tokens::Role;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RatesQuery {
+    /// First day (China time), inclusive.
+    from: String,
+    /// Last day (China time), inclusive.
+    to: String,
+    unit: Option<String>,
+}
+
+fn day(raw: &str, field: &'static str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid_field(field, "must be a date YYYY-MM-DD"))
+}
+
+pub(crate) async fn rates(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<RatesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let unit_filter = match (caller.0.role, &caller.0.unit) {
+        (Role::Manager | Role::Admin | Role::Operator, _) => query.unit.clone(),
+        // A unit sees its own figures only.
+        (Role::Unit, Some(own)) => {
+            if query.unit.as_ref().is_some_and(|u| u != own) {
+                return Err(ApiError::forbidden("a unit sees its own rates only"));
+            }
+            Some(own.clone())
+        }
+        (Role::Unit, None) => return Err(ApiError::forbidden("this token has no unit")),
+    };
+    let first = day(&query.from, "from")?;
+    let last = day(&query.to, "to")?;
+    if last < first {
+        return Err(ApiError::invalid_field("to", "is before `from`"));
+    }
+    let china = china_offset();
+    let from = china
+        .from_local_datetime(&first.and_time(chrono::NaiveTime::MIN))
+        .single()
+        .expect("fixed offsets have no gaps")
+        .with_timezone(&Utc);
+    let to = china
+        .from_local_datetime(&(last + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN))
+        .single()
+        .expect("fixed offsets have no gaps")
+        .with_timezone(&Utc);
+    let mut conn = state.pool.acquire().await?;
+    let records = hotline_store::rates::case_records(&mut conn, from, to).await?;
+    let mut per_unit = hotline_domain::rates::compute(&records, from, to);
+    if let Some(unit) = &unit_filter {
+        per_unit.retain(|code, _| code == unit);
+    }
+    Ok(Json(json!({
+        "from": query.from,
+        "to": query.to,
+        "units": per_unit,
+    })))
+}

@@ -1,0 +1,93 @@
+//! Reading what the rates need: each case's charged unit, clocks and callback.
+
+use crate::Result;
+use chrono::{DateTime, Utc};
+use hotline_domain::case::Satisfaction;
+use hotline_domain::rates::{CallbackRecord, CaseRecord, ClockRecord};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+fn satisfaction(raw: &str) -> Option<Satisfaction> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok()
+}
+
+/// case id, kind, starts_at, due_at, met_at
+type ClockRow = (Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Cases received in `[from, to)` that reached a unit (not triage-only, not transferred out), with
+/// the unit that last led them, their latest clocks and their latest callback.
+pub async fn case_records(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<CaseRecord>> {
+    let cases: Vec<(Uuid, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT c.id, c.received_at, lead.unit_code
+         FROM cases c
+         JOIN LATERAL (SELECT a.unit_code FROM assignments a
+                       WHERE a.case_id = c.id AND a.role = 'lead'
+                       ORDER BY a.assigned_at DESC, a.id DESC LIMIT 1) lead ON true
+         WHERE c.received_at >= $1 AND c.received_at < $2 AND c.state <> 'transferred_out'",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = cases.iter().map(|c| c.0).collect();
+    let clocks: Vec<ClockRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (case_id, kind) case_id, kind, starts_at, due_at, met_at
+         FROM case_deadlines WHERE case_id = ANY($1) AND cancelled_at IS NULL
+         ORDER BY case_id, kind, id DESC",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let callbacks: Vec<(Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (case_id) case_id, detail FROM case_events
+         WHERE case_id = ANY($1) AND event_type = 'CallbackRecorded'
+         ORDER BY case_id, id DESC",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut clock_map: HashMap<(Uuid, String), ClockRecord> = HashMap::new();
+    for (case_id, kind, starts_at, due_at, met_at) in clocks {
+        clock_map.insert(
+            (case_id, kind),
+            ClockRecord {
+                starts_at,
+                due_at,
+                met_at,
+            },
+        );
+    }
+    let callback_map: HashMap<Uuid, CallbackRecord> = callbacks
+        .into_iter()
+        .filter_map(|(case_id, detail)| {
+            let grade = satisfaction(detail.get("satisfaction")?.as_str()?)?;
+            let solved = detail.get("solved")?.as_bool()?;
+            Some((
+                case_id,
+                CallbackRecord {
+                    solved,
+                    satisfaction: grade,
+                },
+            ))
+        })
+        .collect();
+    Ok(cases
+        .into_iter()
+        .map(|(id, received_at, unit)| {
+            let clock = |kind: &str| clock_map.get(&(id, kind.to_owned())).copied();
+            CaseRecord {
+                unit,
+                received_at,
+                sign: clock("sign"),
+                contact: clock("contact"),
+                resolve: clock("resolve"),
+                callback: callback_map.get(&id).copied(),
+            }
+        })
+        .collect())
+}
