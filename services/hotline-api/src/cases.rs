@@ -24,13 +24,15 @@ const MAX_NOTE_CHARS: usize = 5_000;
 
 /// Who may issue a command.
 #[derive(Debug, Clone, Copy)]
-enum Permission {
+pub(crate) enum Permission {
     /// The lead unit only (accept, return, resolve).
     Lead,
     /// The lead or an assisting unit (contact).
     LeadOrAssisting,
     /// Operators and managers (assign, callback, close, transfer out).
     Staff,
+    /// Managers and admins (rulings: extensions).
+    Manager,
 }
 
 fn check_permission(
@@ -41,6 +43,9 @@ fn check_permission(
     let allowed = match (permission, access) {
         (Permission::Staff, Access::Staff) => {
             matches!(caller.0.role, Role::Operator | Role::Manager | Role::Admin)
+        }
+        (Permission::Manager, Access::Staff) => {
+            matches!(caller.0.role, Role::Manager | Role::Admin)
         }
         (Permission::Lead, Access::Unit { role, .. }) => role == "lead",
         (Permission::LeadOrAssisting, Access::Unit { role, .. }) => {
@@ -58,19 +63,22 @@ fn check_permission(
         Access::Unit { .. } | Access::FormerUnit { .. } => {
             ApiError::forbidden("this unit has read-only access to the case")
         }
+        Access::Staff if matches!(permission, Permission::Manager) => {
+            ApiError::forbidden("this ruling is for managers")
+        }
         Access::Staff => ApiError::forbidden("this action is for the units handling the case"),
     })
 }
 
-struct Action {
-    command: CaseCommand,
-    permission: Permission,
-    payload: Payload,
-    detail: Value,
+pub(crate) struct Action {
+    pub(crate) command: CaseCommand,
+    pub(crate) permission: Permission,
+    pub(crate) payload: Payload,
+    pub(crate) detail: Value,
 }
 
 /// Locks the case, checks access and the transition, records it. Returns the new state.
-async fn apply(
+pub(crate) async fn apply(
     tx: &mut Transaction<'_, Postgres>,
     state: &AppState,
     caller: &Caller,
@@ -107,7 +115,11 @@ async fn apply(
     Ok((case, to))
 }
 
-fn note(raw: Option<String>, field: &'static str, required: bool) -> Result<String, ApiError> {
+pub(crate) fn note(
+    raw: Option<String>,
+    field: &'static str,
+    required: bool,
+) -> Result<String, ApiError> {
     let value = raw.map(|s| s.trim().to_owned()).unwrap_or_default();
     if required && value.is_empty() {
         return Err(ApiError::invalid_field(field, "is required"));
@@ -121,14 +133,14 @@ fn note(raw: Option<String>, field: &'static str, required: bool) -> Result<Stri
     Ok(value)
 }
 
-fn acting_unit(access: &Access) -> String {
+pub(crate) fn acting_unit(access: &Access) -> String {
     match access {
         Access::Unit { unit, .. } | Access::FormerUnit { unit } => unit.clone(),
         Access::Staff => String::new(),
     }
 }
 
-fn done(case_id: Uuid, to: CaseState) -> Json<Value> {
+pub(crate) fn done(case_id: Uuid, to: CaseState) -> Json<Value> {
     Json(json!({"id": case_id, "state": to}))
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cases;
 pub mod error;
+mod extensions;
 pub mod intake;
 mod openapi;
 mod stats;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub calendar: Arc<hotline_domain::calendar::WorkingCalendar>,
+    pub policy: Arc<hotline_domain::deadlines::DeadlinePolicy>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{id}/callback", post(cases::callback))
         .route("/api/v1/cases/{id}/close", post(cases::close))
         .route("/api/v1/cases/{id}/transfer-out", post(cases::transfer_out))
+        .route("/api/v1/cases/{id}/extension", post(extensions::request))
+        .route(
+            "/api/v1/cases/{id}/extension/approve",
+            post(extensions::approve),
+        )
+        .route(
+            "/api/v1/cases/{id}/extension/refuse",
+            post(extensions::refuse),
+        )
         .route("/api/v1/units", get(views::units))
         .route("/api/v1/rates", get(stats::rates))
         .fallback(error::not_found)
@@ -67,6 +78,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/callback"),
     ("post", "/api/v1/cases/{id}/close"),
     ("post", "/api/v1/cases/{id}/transfer-out"),
+    ("post", "/api/v1/cases/{id}/extension"),
+    ("post", "/api/v1/cases/{id}/extension/approve"),
+    ("post", "/api/v1/cases/{id}/extension/refuse"),
     ("get", "/api/v1/units"),
     ("get", "/api/v1/rates"),
 ];

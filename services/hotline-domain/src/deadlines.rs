@@ -97,6 +97,12 @@ struct PolicyFile {
     warn_at_fraction: f64,
     urgent: LimitsFile,
     normal: LimitsFile,
+    extension: ExtensionFile,
+}
+
+#[derive(Debug, Deserialize)]
+struct ExtensionFile {
+    max: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +154,8 @@ pub struct DeadlinePolicy {
     pub warn_at_fraction: f64,
     pub urgent: Limits,
     pub normal: Limits,
+    /// The longest extension a manager may grant, in working days.
+    pub extension_max_working_days: u32,
 }
 
 /// One clock: when it started, when to warn, when it is due.
@@ -180,17 +188,38 @@ impl DeadlinePolicy {
                 callback: p(&l.callback)?,
             })
         };
+        let extension_max_working_days = match file.extension.max.parse::<Limit>() {
+            Ok(Limit::WorkingDays(n)) => n,
+            Ok(Limit::Natural(_)) => {
+                return Err(SeedError::new(
+                    FILE,
+                    0,
+                    "extension.max is in working days (e.g. \"10wd\")",
+                ))
+            }
+            Err(e) => return Err(SeedError::new(FILE, 0, e)),
+        };
         Ok(Self {
             version: file.version,
             warn_at_fraction: file.warn_at_fraction,
             urgent: limits(&file.urgent)?,
             normal: limits(&file.normal)?,
+            extension_max_working_days,
         })
     }
 
     pub fn builtin() -> Self {
         Self::parse(crate::seeds::DEADLINE_POLICY_TOML)
             .expect("seeds/deadline-policy.toml is checked by the tests")
+    }
+
+    /// The warning point of a clock running from `starts_at` to `due_at`.
+    pub fn warn_at(&self, starts_at: DateTime<Utc>, due_at: DateTime<Utc>) -> DateTime<Utc> {
+        let span = due_at - starts_at;
+        starts_at
+            + Duration::milliseconds(
+                (span.num_milliseconds() as f64 * self.warn_at_fraction).round() as i64,
+            )
     }
 
     pub fn clock(
@@ -205,14 +234,10 @@ impl DeadlinePolicy {
             Urgency::Normal => &self.normal,
         };
         let due_at = limits.get(kind).after(starts_at, calendar);
-        let span = due_at - starts_at;
-        let warn_after = Duration::milliseconds(
-            (span.num_milliseconds() as f64 * self.warn_at_fraction).round() as i64,
-        );
         Clock {
             kind,
             starts_at,
-            warn_at: starts_at + warn_after,
+            warn_at: self.warn_at(starts_at, due_at),
             due_at,
         }
     }
@@ -248,5 +273,6 @@ mod tests {
         assert!(urgent.warn_at > start && urgent.warn_at < urgent.due_at);
         let normal = policy.clock(DeadlineKind::Resolve, Urgency::Normal, start, &calendar);
         assert_eq!(normal.due_at, calendar.add_working_days(start, 5));
+        assert_eq!(policy.extension_max_working_days, 10);
     }
 }

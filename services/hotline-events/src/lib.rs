@@ -176,6 +176,8 @@ pub fn event_type(payload: &Payload) -> &'static str {
         Payload::CaseTransferredOut(_) => "CaseTransferredOut",
         Payload::DeadlineWarned(_) => "DeadlineWarned",
         Payload::DeadlineBreached(_) => "DeadlineBreached",
+        Payload::CaseExtensionRequested(_) => "CaseExtensionRequested",
+        Payload::CaseExtensionRefused(_) => "CaseExtensionRefused",
     }
 }
 

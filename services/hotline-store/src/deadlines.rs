@@ -141,3 +141,33 @@ pub async fn mark_alerted(
     sqlx::query(sql).bind(id).bind(at).execute(conn).await?;
     Ok(())
 }
+
+/// Moves the running clock of `kind` to a new deadline (an approved extension). Its warning is
+/// re-armed for the new deadline.
+pub async fn extend(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    kind: &str,
+    new_due_at: DateTime<Utc>,
+    warn_at: impl Fn(DateTime<Utc>, DateTime<Utc>) -> DateTime<Utc>,
+) -> Result<()> {
+    let running: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, starts_at FROM case_deadlines WHERE case_id = $1 AND kind = $2
+           AND met_at IS NULL AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1 FOR UPDATE",
+    )
+    .bind(case_id)
+    .bind(kind)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((id, starts_at)) = running {
+        sqlx::query(
+            "UPDATE case_deadlines SET due_at = $2, warn_at = $3, warned_at = NULL WHERE id = $1 AND breached_at IS NULL",
+        )
+        .bind(id)
+        .bind(new_due_at)
+        .bind(warn_at(starts_at, new_due_at))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}

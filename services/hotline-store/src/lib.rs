@@ -7,6 +7,7 @@ pub mod cases;
 pub mod corrections;
 pub mod db;
 pub mod deadlines;
+pub mod extensions;
 pub mod outbox;
 pub mod processed;
 pub mod rates;

@@ -13,7 +13,13 @@ fn satisfaction(raw: &str) -> Option<Satisfaction> {
 }
 
 /// case id, kind, starts_at, due_at, met_at
-type ClockRow = (Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
+type ClockRow = (
+    Uuid,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
 
 /// Cases received in `[from, to)` that reached a unit (not triage-only, not transferred out), with
 /// the unit that last led them, their latest clocks and their latest callback.

@@ -129,6 +129,21 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                     .await?;
                 }
             }
+            Payload::CaseExtended(extended) => {
+                let new_due =
+                    hotline_events::from_timestamp(extended.new_resolve_by, "new_resolve_by")
+                        .map_err(|e| HandlerError::Rejected(e.to_string()))?;
+                let policy = &self.rules.policy;
+                deadlines::extend(
+                    &mut tx,
+                    case_id,
+                    DeadlineKind::Resolve.as_str(),
+                    new_due,
+                    |s, d| policy.warn_at(s, d),
+                )
+                .await
+                .map_err(store_error)?;
+            }
             Payload::CaseReturned(_) | Payload::CaseTransferredOut(_) | Payload::CaseClosed(_) => {
                 deadlines::cancel_open(&mut tx, case_id, at)
                     .await

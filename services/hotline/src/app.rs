@@ -131,6 +131,7 @@ pub async fn start<C: Clock + Clone>(
                     clock: Arc::new(clock.clone()),
                     metrics: Some(crate::telemetry::metrics()),
                     calendar: Arc::new(WorkingCalendar::builtin()),
+                    policy: Arc::new(rules(config)?.policy),
                 };
                 let app = hotline_api::router(state);
                 let stop = shutdown.clone();

@@ -11,6 +11,7 @@ mod corrections;
 mod crash;
 mod dead_letter;
 mod deadlines;
+mod extensions;
 mod http_errors;
 mod import;
 mod local_stack;

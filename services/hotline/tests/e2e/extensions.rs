@@ -1,0 +1,210 @@
+//! 延期: asked once, before the resolve deadline, within the policy's limit; a manager approves
+//! (the tracker moves the resolve clock by working days) or refuses.
+
+use crate::support::*;
+use chrono::{DateTime, Duration as Span, Utc};
+use hotline_domain::calendar::WorkingCalendar;
+use hotline_store::tokens::Role;
+use hotline_workers::clock::ShiftedClock;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn accepted_case(
+    api: &Api,
+    operator: &str,
+    unit: &str,
+    text: &str,
+) -> (String, DateTime<Utc>) {
+    let id = api.file(operator, text).await;
+    let appeal = api.wait_settled(operator, &id).await;
+    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.post(&format!("/api/v1/cases/{case_id}/accept"), unit, &json!({}))
+            .await
+            .0,
+        200
+    );
+    let due = eventually(
+        "the resolve clock runs",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api.get(&format!("/api/v1/cases/{case_id}"), operator).await;
+            case["deadlines"]["resolve"]
+                .as_str()
+                .map(|d| DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&Utc))
+        },
+    )
+    .await;
+    (case_id, due)
+}
+
+fn events(case: &Value) -> Vec<String> {
+    case["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_extension_is_asked_once_in_time_and_a_manager_rules_on_it() {
+    let env = TestEnv::new().await;
+    let clock = ShiftedClock::default();
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let manager = token(&stack.pool, Role::Manager, None).await;
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+
+    let (case_id, due) = accepted_case(
+        &api,
+        &operator,
+        &unit,
+        "李沧区一所小学食堂饭菜质量差，价格还贵",
+    )
+    .await;
+    let path = |p: &str| format!("/api/v1/cases/{case_id}/{p}");
+    let (status, _) = api
+        .post(
+            &path("extension"),
+            &unit,
+            &json!({"reason": "需协调配餐公司", "working_days": 11}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = api
+        .post(&path("extension"), &unit, &json!({"working_days": 3}))
+        .await;
+    assert_eq!(status, 422);
+    let (status, body) = api
+        .post(
+            &path("extension"),
+            &unit,
+            &json!({"reason": "需协调配餐公司", "working_days": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .post(
+            &path("extension"),
+            &unit,
+            &json!({"reason": "再延", "working_days": 2}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_requested"))
+    );
+
+    // Only managers rule.
+    assert_eq!(
+        api.post(&path("extension/approve"), &operator, &json!({}))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        api.post(&path("extension/approve"), &unit, &json!({}))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = api
+        .post(
+            &path("extension/approve"),
+            &manager,
+            &json!({"note": "同意"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let expected = WorkingCalendar::builtin().add_working_days(due, 3);
+    assert_eq!(body["new_resolve_by"], expected.to_rfc3339());
+    let case = eventually(
+        "the tracker moves the resolve deadline",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api
+                .get(&format!("/api/v1/cases/{case_id}"), &operator)
+                .await;
+            (case["deadlines"]["resolve"] == expected.to_rfc3339()).then_some(case)
+        },
+    )
+    .await;
+    assert!(events(&case).ends_with(&[
+        "CaseExtensionRequested".to_owned(),
+        "CaseExtended".to_owned()
+    ]));
+    let (status, body) = api
+        .post(&path("extension/approve"), &manager, &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_decided"))
+    );
+
+    // Refused, with a reason.
+    let (other, _) = accepted_case(&api, &operator, &unit, "李沧区某初中食堂饭菜里有头发").await;
+    let other_path = |p: &str| format!("/api/v1/cases/{other}/{p}");
+    assert_eq!(
+        api.post(
+            &other_path("extension/refuse"),
+            &manager,
+            &json!({"note": "x"})
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        api.post(
+            &other_path("extension"),
+            &unit,
+            &json!({"reason": "人手不足", "working_days": 5})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        api.post(&other_path("extension/refuse"), &manager, &json!({}))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        api.post(
+            &other_path("extension/refuse"),
+            &manager,
+            &json!({"note": "事实清楚，应按期办结"})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, case) = api.get(&format!("/api/v1/cases/{other}"), &operator).await;
+    assert_eq!(
+        events(&case).last().map(String::as_str),
+        Some("CaseExtensionRefused")
+    );
+
+    // Too late: after the resolve deadline no extension can be asked for.
+    let (late, _) = accepted_case(&api, &operator, &unit, "李沧区一所小学食堂卫生条件差").await;
+    clock.advance(Span::days(20));
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/cases/{late}/extension"),
+            &unit,
+            &json!({"reason": "来不及", "working_days": 2}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("too_late")),
+        "{body}"
+    );
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
