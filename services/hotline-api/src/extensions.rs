@@ -131,6 +131,7 @@ async fn rule(
                 })?;
             state
                 .calendar
+                .current()
                 .add_working_days(due, request.working_days as u32)
         }
         Some(_) => {

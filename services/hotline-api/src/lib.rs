@@ -1,6 +1,7 @@
 //! Hotline's HTTP API (axum). Request and response types live here, apart from domain types.
 
 pub mod auth;
+mod calendar;
 pub mod cases;
 pub mod error;
 mod extensions;
@@ -24,7 +25,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
-    pub calendar: Arc<hotline_domain::calendar::WorkingCalendar>,
+    pub calendar: Arc<hotline_workers::calendar::CalendarSlot>,
     pub policy: Arc<hotline_domain::deadlines::DeadlinePolicy>,
 }
 
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/units", get(views::units))
         .route("/api/v1/rates", get(stats::rates))
+        .route("/api/v1/calendar", get(calendar::show).post(calendar::load))
         .fallback(error::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -83,6 +85,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/extension/refuse"),
     ("get", "/api/v1/units"),
     ("get", "/api/v1/rates"),
+    ("get", "/api/v1/calendar"),
+    ("post", "/api/v1/calendar"),
 ];
 
 async fn health(

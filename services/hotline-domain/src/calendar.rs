@@ -9,6 +9,25 @@ pub fn china_offset() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }
 
+/// What an official schedule says of a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayKind {
+    /// A holiday (or a weekend day inside a holiday block).
+    Off,
+    /// A make-up working day (调休) on a weekend.
+    Work,
+}
+
+impl DayKind {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "off" => Some(DayKind::Off),
+            "work" => Some(DayKind::Work),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WorkingCalendar {
     off: BTreeSet<NaiveDate>,
@@ -49,6 +68,32 @@ impl WorkingCalendar {
     pub fn builtin() -> Self {
         Self::parse(crate::seeds::HOLIDAYS_TSV)
             .expect("seeds/calendar/holidays.tsv is checked by the tests")
+    }
+
+    /// Records one date of an official schedule; a later statement about a date replaces an
+    /// earlier one.
+    pub fn set(&mut self, date: NaiveDate, kind: DayKind) {
+        self.off.remove(&date);
+        self.work.remove(&date);
+        match kind {
+            DayKind::Off => self.off.insert(date),
+            DayKind::Work => self.work.insert(date),
+        };
+        self.years.insert(date.year());
+    }
+
+    /// Years whose schedule should be loaded by `today` and is not: this year, and from
+    /// 1 November next year (the State Council publishes it in November). Until they are loaded,
+    /// deadlines in them count weekends only.
+    pub fn missing_years(&self, today: NaiveDate) -> Vec<i32> {
+        let mut missing = Vec::new();
+        if !self.years.contains(&today.year()) {
+            missing.push(today.year());
+        }
+        if today.month() >= 11 && !self.years.contains(&(today.year() + 1)) {
+            missing.push(today.year() + 1);
+        }
+        missing
     }
 
     /// Years whose official schedule is loaded. Past them, only weekends are days off.
@@ -127,6 +172,27 @@ mod tests {
         check("2026-11-28", false); // ordinary Saturday
         check("2026-11-30", true);
         check("2027-01-02", false); // past the known years: weekends only
+    }
+
+    #[test]
+    fn loading_next_year_without_a_redeploy() {
+        let mut cal = WorkingCalendar::builtin();
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(cal.missing_years(day("2026-10-31")), Vec::<i32>::new());
+        assert_eq!(cal.missing_years(day("2026-11-01")), [2027]);
+        assert_eq!(cal.missing_years(day("2027-01-05")), [2027]);
+        // Past the known years: weekends only, so 1 January 2027 (a Friday) counts as working.
+        let before = cal.add_working_days(at("2026-12-31T10:00:00+08:00"), 1);
+        assert_eq!(before, at("2027-01-01T10:00:00+08:00"));
+        cal.set(day("2027-01-01"), DayKind::Off);
+        assert_eq!(cal.missing_years(day("2026-11-01")), Vec::<i32>::new());
+        assert_eq!(
+            cal.add_working_days(at("2026-12-31T10:00:00+08:00"), 1),
+            at("2027-01-04T10:00:00+08:00")
+        );
+        // A correction replaces an earlier statement about the same date.
+        cal.set(day("2027-01-01"), DayKind::Work);
+        assert!(cal.is_working_day(day("2027-01-01")));
     }
 
     #[test]

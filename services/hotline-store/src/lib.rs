@@ -3,6 +3,7 @@
 //! always go in one transaction.
 
 pub mod appeals;
+pub mod calendar;
 pub mod cases;
 pub mod corrections;
 pub mod db;

@@ -2,6 +2,7 @@
 //! except the relay (outbox → Kafka) and the deadline scanner (clocks → alerts), which poll
 //! PostgreSQL.
 
+pub mod calendar;
 pub mod classifier;
 pub mod clock;
 pub mod relay;

@@ -2,6 +2,7 @@
 //! passed warning points and deadlines into DeadlineWarned / DeadlineBreached (and a first-level
 //! escalation) exactly once, also for those that passed while the tracker was down.
 
+use crate::calendar::CalendarSlot;
 use crate::{parse_uuid, sqlx_error, store_error, Clock};
 use hotline_bus::{Handler, HandlerError};
 use hotline_domain::calendar::WorkingCalendar;
@@ -20,14 +21,14 @@ pub const SUPERVISION_UNIT: &str = "qdedu-inspection";
 
 pub struct Rules {
     pub policy: DeadlinePolicy,
-    pub calendar: WorkingCalendar,
+    pub calendar: Arc<CalendarSlot>,
 }
 
 impl Rules {
     pub fn builtin() -> Self {
         Self {
             policy: DeadlinePolicy::builtin(),
-            calendar: WorkingCalendar::builtin(),
+            calendar: Arc::new(CalendarSlot::new(WorkingCalendar::builtin())),
         }
     }
 }
@@ -177,11 +178,12 @@ impl<C: Clock> TrackerWorker<C> {
         unit: Option<&str>,
         plan: ClockPlan,
     ) -> Result<(), HandlerError> {
+        let calendar = self.rules.calendar.current();
         for kind in plan.kinds {
-            let clock =
-                self.rules
-                    .policy
-                    .clock(*kind, plan.urgency, plan.from, &self.rules.calendar);
+            let clock = self
+                .rules
+                .policy
+                .clock(*kind, plan.urgency, plan.from, &calendar);
             deadlines::open(
                 conn,
                 &OpenClock {

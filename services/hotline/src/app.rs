@@ -7,6 +7,7 @@ use hotline_domain::calendar::WorkingCalendar;
 use hotline_domain::deadlines::DeadlinePolicy;
 use hotline_events::Stream;
 use hotline_store::PgPool;
+use hotline_workers::calendar::{run_calendar_reloader, CalendarSlot};
 use hotline_workers::classifier::{run_model_reloader, ClassifierWorker, ModelSlot};
 use hotline_workers::router::{Directories, RouterWorker};
 use hotline_workers::tracker::{run_deadline_scanner, Rules, TrackerWorker};
@@ -80,7 +81,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-pub fn rules(config: &Config) -> anyhow::Result<Rules> {
+pub fn policy(config: &Config) -> anyhow::Result<DeadlinePolicy> {
     let policy = match &config.deadline_policy_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| {
@@ -90,10 +91,7 @@ pub fn rules(config: &Config) -> anyhow::Result<Rules> {
         }
         None => DeadlinePolicy::builtin(),
     };
-    Ok(Rules {
-        policy,
-        calendar: WorkingCalendar::builtin(),
-    })
+    Ok(policy)
 }
 
 /// Prepares the database and the topics; safe to run again and from several processes.
@@ -118,6 +116,22 @@ pub async fn start<C: Clock + Clone>(
     let mut tasks = JoinSet::new();
     let publisher = Publisher::new(&kafka).context("failed to create the Kafka producer")?;
     let mut api_addr = None;
+    let calendar = Arc::new(CalendarSlot::new(WorkingCalendar::builtin()));
+    if components
+        .iter()
+        .any(|c| matches!(c, Component::Api | Component::Tracker))
+    {
+        hotline_workers::calendar::reload(&pool, &calendar, &clock)
+            .await
+            .context("failed to load the calendar")?;
+        tasks.spawn(run_calendar_reloader(
+            pool.clone(),
+            Arc::clone(&calendar),
+            clock.clone(),
+            Duration::from_millis(config.calendar_reload_interval_ms),
+            shutdown.clone(),
+        ));
+    }
 
     for component in components {
         match component {
@@ -130,8 +144,8 @@ pub async fn start<C: Clock + Clone>(
                     pool: pool.clone(),
                     clock: Arc::new(clock.clone()),
                     metrics: Some(crate::telemetry::metrics()),
-                    calendar: Arc::new(WorkingCalendar::builtin()),
-                    policy: Arc::new(rules(config)?.policy),
+                    calendar: Arc::clone(&calendar),
+                    policy: Arc::new(policy(config)?),
                 };
                 let app = hotline_api::router(state);
                 let stop = shutdown.clone();
@@ -207,7 +221,10 @@ pub async fn start<C: Clock + Clone>(
             Component::Tracker => {
                 let worker = TrackerWorker {
                     pool: pool.clone(),
-                    rules: Arc::new(rules(config)?),
+                    rules: Arc::new(Rules {
+                        policy: policy(config)?,
+                        calendar: Arc::clone(&calendar),
+                    }),
                     clock: clock.clone(),
                 };
                 spawn_consumer(

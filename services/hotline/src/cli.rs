@@ -46,6 +46,11 @@ pub enum Command {
         #[arg(long)]
         historical: bool,
     },
+    /// The working-day calendar: load next year's official schedule without a redeploy.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// Inspect and re-send dead letters.
     Dlq {
         #[command(subcommand)]
@@ -119,6 +124,15 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Load days from a TSV file in the format of seeds/calendar/holidays.tsv
+    /// (`date<TAB>off|work<TAB>name`, `#` comments, optional header).
+    Load { file: PathBuf },
+    /// Print the loaded years and whether next year is missing.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// One JSON line per dead letter, with its error and whether it was re-driven.
     List,
@@ -148,6 +162,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             crate::telemetry::init("hotline-import", &config.log_format);
             commands::import(&config, &file, format.as_deref(), historical).await
+        }
+        Command::Calendar { command } => {
+            crate::telemetry::init("hotline-calendar", &config.log_format);
+            commands::calendar(&config, command).await
         }
         Command::Dlq { command } => {
             crate::telemetry::init("hotline-dlq", &config.log_format);

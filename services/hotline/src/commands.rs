@@ -1,7 +1,7 @@
 //! Operator commands. This module's job is to print results, so it writes to stdout.
 #![allow(clippy::print_stdout)]
 
-use crate::cli::{DlqCommand, TokenCommand};
+use crate::cli::{CalendarCommand, DlqCommand, TokenCommand};
 use crate::config::Config;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
@@ -431,5 +431,46 @@ pub fn classify(model: Option<&Path>, input: Option<&Path>) -> anyhow::Result<()
         writeln!(out, "{value}")?;
     }
     out.flush()?;
+    Ok(())
+}
+
+pub async fn calendar(config: &Config, command: CalendarCommand) -> anyhow::Result<()> {
+    let pool = hotline_store::db::prepare(&config.database_url, 2).await?;
+    if let CalendarCommand::Load { file } = &command {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("failed to read {}", file.display()))?;
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') || line.starts_with("date\t") {
+                continue;
+            }
+            let cols: Vec<&str> = line.split('\t').collect();
+            let date = chrono::NaiveDate::parse_from_str(cols[0].trim(), "%Y-%m-%d")
+                .with_context(|| format!("line {}: `{}` is not a date", i + 1, cols[0]))?;
+            let kind = cols.get(1).map(|k| k.trim()).unwrap_or_default();
+            if hotline_domain::calendar::DayKind::parse(kind).is_none() {
+                bail!("line {}: kind must be `off` or `work`, not `{kind}`", i + 1);
+            }
+            rows.push((
+                date,
+                kind.to_owned(),
+                cols.get(2).map(|n| n.trim().to_owned()).unwrap_or_default(),
+            ));
+        }
+        let mut conn = pool.acquire().await?;
+        hotline_store::calendar::upsert(&mut conn, &rows).await?;
+        tracing::info!(
+            days = rows.len(),
+            "calendar days loaded; running services pick them up within their reload interval"
+        );
+    }
+    let calendar = hotline_workers::calendar::effective(&pool).await?;
+    let today = Utc::now()
+        .with_timezone(&hotline_domain::calendar::china_offset())
+        .date_naive();
+    println!(
+        "{}",
+        serde_json::json!({"years": calendar.years(), "missing_years": calendar.missing_years(today)})
+    );
     Ok(())
 }

@@ -109,6 +109,14 @@ pub struct Config {
         global = true
     )]
     pub model_reload_interval_ms: u64,
+    /// How often loaded holiday schedules are re-read from the database.
+    #[arg(
+        long,
+        env = "HOTLINE_CALENDAR_RELOAD_INTERVAL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub calendar_reload_interval_ms: u64,
     /// `text` or `json` logs (on stderr).
     #[arg(
         long,

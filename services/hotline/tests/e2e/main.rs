@@ -7,6 +7,7 @@
 //! both.
 
 mod auth;
+mod calendar;
 mod corrections;
 mod crash;
 mod dead_letter;
