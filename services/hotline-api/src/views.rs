@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use hotline_domain::phone::mask_digits;
 use hotline_store::appeals::AppealRow;
 use hotline_store::cases::{AssignmentRow, CaseRow};
@@ -102,8 +103,35 @@ fn units_by_role(assignments: &[AssignmentRow], role: &str) -> Vec<String> {
         .collect()
 }
 
-async fn case_detail(conn: &mut PgConnection, case: &CaseRow) -> Result<Value, ApiError> {
+/// How long each lead unit held the case (a returning unit is charged its own time), and how long
+/// the citizen has waited since calling.
+fn holding(case: &CaseRow, assignments: &[AssignmentRow], now: DateTime<Utc>) -> (Vec<Value>, i64) {
+    let finished = matches!(case.state.as_str(), "closed" | "transferred_out");
+    let end = if finished { case.updated_at } else { now };
+    let held = assignments
+        .iter()
+        .filter(|a| a.role == "lead")
+        .map(|a| {
+            let until = a.ended_at.unwrap_or(end);
+            json!({
+                "unit": a.unit_code,
+                "from": a.assigned_at.to_rfc3339(),
+                "until": a.ended_at.map(|t| t.to_rfc3339()),
+                "end_reason": a.end_reason,
+                "seconds": (until - a.assigned_at).num_seconds().max(0),
+            })
+        })
+        .collect();
+    (held, (end - case.received_at).num_seconds().max(0))
+}
+
+async fn case_detail(
+    conn: &mut PgConnection,
+    case: &CaseRow,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let assignments = cases::assignments(conn, case.id).await?;
+    let (time_with_units, citizen_waiting_seconds) = holding(case, &assignments, now);
     let clocks = deadlines::for_case(conn, case.id).await?;
     let history = cases::history(conn, case.id).await?;
     let mut current = serde_json::Map::new();
@@ -123,6 +151,8 @@ async fn case_detail(conn: &mut PgConnection, case: &CaseRow) -> Result<Value, A
         "informed_units": units_by_role(&assignments, "informed"),
         "routing": {"rule": case.rule, "catalogue_version": case.catalogue_version, "explanation": case.explanation},
         "escalation_level": case.escalation_level,
+        "time_with_units": time_with_units,
+        "citizen_waiting_seconds": citizen_waiting_seconds,
         "deadlines": current,
         "clocks": clocks,
         "assignments": assignments,
@@ -157,7 +187,7 @@ pub(crate) async fn appeal(
         None => None,
     };
     let detail = match &case {
-        Some(case) => Some(case_detail(&mut conn, case).await?),
+        Some(case) => Some(case_detail(&mut conn, case, state.clock.now()).await?),
         None => None,
     };
     let mut history = vec![
@@ -209,7 +239,7 @@ pub(crate) async fn case(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let access = access(&mut conn, &caller, id).await?;
-    let mut body = case_detail(&mut conn, &case).await?;
+    let mut body = case_detail(&mut conn, &case, state.clock.now()).await?;
     let appeals = appeals::for_case(&mut conn, id).await?;
     body["appeals"] = appeals
         .iter()

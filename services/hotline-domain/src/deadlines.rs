@@ -97,7 +97,13 @@ struct PolicyFile {
     warn_at_fraction: f64,
     urgent: LimitsFile,
     normal: LimitsFile,
+    reopen: ReopenFile,
     extension: ExtensionFile,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReopenFile {
+    resolve: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +162,8 @@ pub struct DeadlinePolicy {
     pub normal: Limits,
     /// The longest extension a manager may grant, in working days.
     pub extension_max_working_days: u32,
+    /// Time to resolve a case again after an unsatisfied callback.
+    pub reopen_resolve: Limit,
 }
 
 /// One clock: when it started, when to warn, when it is due.
@@ -205,6 +213,11 @@ impl DeadlinePolicy {
             urgent: limits(&file.urgent)?,
             normal: limits(&file.normal)?,
             extension_max_working_days,
+            reopen_resolve: file
+                .reopen
+                .resolve
+                .parse::<Limit>()
+                .map_err(|e| SeedError::new(FILE, 0, e))?,
         })
     }
 
@@ -220,6 +233,17 @@ impl DeadlinePolicy {
             + Duration::milliseconds(
                 (span.num_milliseconds() as f64 * self.warn_at_fraction).round() as i64,
             )
+    }
+
+    /// The resolve clock of a reopened case.
+    pub fn reopen_clock(&self, starts_at: DateTime<Utc>, calendar: &WorkingCalendar) -> Clock {
+        let due_at = self.reopen_resolve.after(starts_at, calendar);
+        Clock {
+            kind: DeadlineKind::Resolve,
+            starts_at,
+            warn_at: self.warn_at(starts_at, due_at),
+            due_at,
+        }
     }
 
     pub fn clock(
@@ -274,5 +298,9 @@ mod tests {
         let normal = policy.clock(DeadlineKind::Resolve, Urgency::Normal, start, &calendar);
         assert_eq!(normal.due_at, calendar.add_working_days(start, 5));
         assert_eq!(policy.extension_max_working_days, 10);
+        assert_eq!(
+            policy.reopen_clock(start, &calendar).due_at - start,
+            Duration::days(7)
+        );
     }
 }

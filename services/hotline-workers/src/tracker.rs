@@ -18,6 +18,16 @@ use uuid::Uuid;
 pub const NAME: &str = "hotline-tracker";
 /// Unit told about every breach (督办).
 pub const SUPERVISION_UNIT: &str = "qdedu-inspection";
+/// From the second breach of a case on, the bureau's office (its leadership's desk) hears too.
+pub const SECOND_LEVEL_UNIT: &str = "qdedu-office";
+
+fn notified_units(level: i32) -> Vec<String> {
+    let mut units = vec![SUPERVISION_UNIT.to_owned()];
+    if level >= 2 {
+        units.push(SECOND_LEVEL_UNIT.to_owned());
+    }
+    units
+}
 
 pub struct Rules {
     pub policy: DeadlinePolicy,
@@ -119,15 +129,25 @@ impl<C: Clock> Handler for TrackerWorker<C> {
             Payload::CallbackRecorded(_) => {
                 meet(&mut tx, case_id, &[DeadlineKind::Callback], at).await?;
                 if case.state == "reopened" {
-                    // Re-handling after an unsatisfied callback: a fresh resolution clock.
+                    // Re-handling after an unsatisfied callback: the policy's reopen clock, counted
+                    // against the lead unit.
                     let lead = current_lead(&mut tx, case_id).await?;
-                    self.open(
+                    let clock = self
+                        .rules
+                        .policy
+                        .reopen_clock(at, &self.rules.calendar.current());
+                    deadlines::open(
                         &mut tx,
-                        case_id,
-                        lead.as_deref(),
-                        open(&[DeadlineKind::Resolve], at),
+                        &OpenClock {
+                            case_id,
+                            unit: lead.as_deref(),
+                            clock,
+                            policy_version: &self.rules.policy.version,
+                            historical: case.historical,
+                        },
                     )
-                    .await?;
+                    .await
+                    .map_err(store_error)?;
                 }
             }
             Payload::CaseExtended(extended) => {
@@ -327,10 +347,10 @@ pub async fn scan_once<C: Clock>(
                     case_id: row.case_id.to_string(),
                     deadline: wire_kind(&row.kind),
                     level: level as u32,
-                    notified_units: vec![SUPERVISION_UNIT.to_owned()],
+                    notified_units: notified_units(level),
                 }),
             );
-            let detail = serde_json::json!({"level": level, "deadline": row.kind, "notified_units": [SUPERVISION_UNIT]});
+            let detail = serde_json::json!({"level": level, "deadline": row.kind, "notified_units": notified_units(level)});
             cases::record_transition(
                 &mut tx,
                 row.case_id,

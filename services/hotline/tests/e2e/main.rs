@@ -13,6 +13,7 @@ mod crash;
 mod dead_letter;
 mod deadlines;
 mod extensions;
+mod handling;
 mod http_errors;
 mod import;
 mod local_stack;
