@@ -191,3 +191,80 @@ async fn rule(
     }
     Ok(Json(body))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PauseRequest {
+    reason: Option<String>,
+}
+
+/// The lead unit waits for the citizen (materials, an appointment): the resolve clock stops.
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body, _): JsonBody<PauseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let reason = note(body.reason, "reason", true)?;
+    let now = state.clock.now();
+    let mut tx = state.pool.begin().await?;
+    let case = cases::lock(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Extend,
+            permission: Permission::Lead,
+            payload: Payload::CasePaused(v1::CasePaused {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+                reason: reason.clone(),
+            }),
+            detail: json!({"reason": reason}),
+        })
+    })
+    .await?;
+    if case.paused_at.is_some() {
+        return Err(conflict(
+            "already_paused",
+            "the case is already waiting for the citizen",
+        ));
+    }
+    cases::set_paused(&mut tx, id, Some((now, &reason))).await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+/// The citizen answered: the resolve clock runs again, its deadline later by the pause.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let now = state.clock.now();
+    let mut tx = state.pool.begin().await?;
+    let case = cases::lock(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let Some(paused_at) = case.paused_at else {
+        return Err(conflict("not_paused", "the case is not paused"));
+    };
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Extend,
+            permission: Permission::Lead,
+            payload: Payload::CaseResumed(v1::CaseResumed {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+                paused_seconds: (now - paused_at).num_seconds(),
+            }),
+            detail: json!({"paused_seconds": (now - paused_at).num_seconds()}),
+        })
+    })
+    .await?;
+    cases::set_paused(&mut tx, id, None).await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}

@@ -58,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/units", get(views::units))
         .route("/api/v1/rates", get(stats::rates))
         .route("/api/v1/calendar", get(calendar::show).post(calendar::load))
+        .route("/api/v1/cases/{id}/pause", post(extensions::pause))
+        .route("/api/v1/cases/{id}/resume", post(extensions::resume))
         .fallback(error::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -83,6 +85,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/extension"),
     ("post", "/api/v1/cases/{id}/extension/approve"),
     ("post", "/api/v1/cases/{id}/extension/refuse"),
+    ("post", "/api/v1/cases/{id}/pause"),
+    ("post", "/api/v1/cases/{id}/resume"),
     ("get", "/api/v1/units"),
     ("get", "/api/v1/rates"),
     ("get", "/api/v1/calendar"),

@@ -178,6 +178,8 @@ pub fn event_type(payload: &Payload) -> &'static str {
         Payload::DeadlineBreached(_) => "DeadlineBreached",
         Payload::CaseExtensionRequested(_) => "CaseExtensionRequested",
         Payload::CaseExtensionRefused(_) => "CaseExtensionRefused",
+        Payload::CasePaused(_) => "CasePaused",
+        Payload::CaseResumed(_) => "CaseResumed",
     }
 }
 

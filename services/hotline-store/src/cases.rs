@@ -22,6 +22,8 @@ pub struct CaseRow {
     pub escalation_level: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub paused_at: Option<DateTime<Utc>>,
+    pub pause_reason: Option<String>,
 }
 
 pub struct NewCase<'a> {
@@ -287,4 +289,19 @@ pub async fn history(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<CaseE
     .bind(case_id)
     .fetch_all(conn)
     .await?)
+}
+
+/// Marks the case as waiting for the citizen (or not, with `None`).
+pub async fn set_paused(
+    conn: &mut PgConnection,
+    id: Uuid,
+    paused: Option<(DateTime<Utc>, &str)>,
+) -> Result<()> {
+    sqlx::query("UPDATE cases SET paused_at = $2, pause_reason = $3 WHERE id = $1")
+        .bind(id)
+        .bind(paused.map(|p| p.0))
+        .bind(paused.map(|p| p.1))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -22,6 +22,7 @@ pub struct DeadlineRow {
     pub cancelled_at: Option<DateTime<Utc>>,
     pub warned_at: Option<DateTime<Utc>>,
     pub breached_at: Option<DateTime<Utc>>,
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 pub struct OpenClock<'a> {
@@ -109,12 +110,13 @@ pub async fn lock_due(
     let sql = match alert {
         Alert::Warning => {
             "SELECT * FROM case_deadlines WHERE met_at IS NULL AND cancelled_at IS NULL
-               AND NOT historical AND warned_at IS NULL AND breached_at IS NULL AND warn_at <= $1
+               AND NOT historical AND warned_at IS NULL AND breached_at IS NULL AND paused_at IS NULL
+               AND warn_at <= $1
              ORDER BY warn_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         }
         Alert::Breach => {
             "SELECT * FROM case_deadlines WHERE met_at IS NULL AND cancelled_at IS NULL
-               AND NOT historical AND breached_at IS NULL AND due_at <= $1
+               AND NOT historical AND breached_at IS NULL AND paused_at IS NULL AND due_at <= $1
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         }
     };
@@ -169,5 +171,44 @@ pub async fn extend(
         .execute(conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Stops the running clock of `kind` (waiting for the citizen).
+pub async fn pause(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    kind: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE case_deadlines SET paused_at = $3 WHERE case_id = $1 AND kind = $2
+           AND met_at IS NULL AND cancelled_at IS NULL AND breached_at IS NULL AND paused_at IS NULL",
+    )
+    .bind(case_id)
+    .bind(kind)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Restarts a paused clock: its warning and deadline move by the time it stood still.
+pub async fn resume(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    kind: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE case_deadlines SET due_at = due_at + ($3 - paused_at), warn_at = warn_at + ($3 - paused_at),
+             paused_at = NULL
+         WHERE case_id = $1 AND kind = $2 AND paused_at IS NOT NULL",
+    )
+    .bind(case_id)
+    .bind(kind)
+    .bind(at)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -165,6 +165,16 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                 .await
                 .map_err(store_error)?;
             }
+            Payload::CasePaused(_) => {
+                deadlines::pause(&mut tx, case_id, DeadlineKind::Resolve.as_str(), at)
+                    .await
+                    .map_err(store_error)?;
+            }
+            Payload::CaseResumed(_) => {
+                deadlines::resume(&mut tx, case_id, DeadlineKind::Resolve.as_str(), at)
+                    .await
+                    .map_err(store_error)?;
+            }
             Payload::CaseReturned(_) | Payload::CaseTransferredOut(_) | Payload::CaseClosed(_) => {
                 deadlines::cancel_open(&mut tx, case_id, at)
                     .await

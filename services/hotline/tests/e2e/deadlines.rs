@@ -140,3 +140,160 @@ async fn an_urgent_case_not_contacted_in_time_is_warned_breached_and_escalated_o
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+/// A policy in seconds, so a real process can be killed before a deadline and restarted after it.
+const SECONDS_POLICY: &str = r#"
+version = "test-seconds"
+warn_at_fraction = 0.75
+[urgent]
+sign = "600s"
+contact = "8s"
+resolve = "3600s"
+callback = "3600s"
+[normal]
+sign = "600s"
+contact = "600s"
+resolve = "3600s"
+callback = "3600s"
+[reopen]
+resolve = "3600s"
+[extension]
+max = "10wd"
+"#;
+
+fn spawn_tracker(env: &TestEnv, policy: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["run", "tracker"])
+        .envs(env.child_env())
+        .env("HOTLINE_DEADLINE_POLICY_FILE", policy)
+        .env("HOTLINE_DEADLINE_SCAN_INTERVAL_MS", "200")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_breach_that_falls_while_the_tracker_is_killed_is_emitted_once_after_restart() {
+    use hotline::app::Component;
+    use hotline_workers::SystemClock;
+    let env = TestEnv::new().await;
+    let policy = std::env::temp_dir().join(format!(
+        "hotline-policy-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&policy, SECONDS_POLICY).unwrap();
+    let stack = env
+        .start(
+            &[
+                Component::Api,
+                Component::Relay,
+                Component::Classifier,
+                Component::Router,
+            ],
+            SystemClock,
+        )
+        .await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let mut tracker = spawn_tracker(&env, &policy);
+
+    let id = api
+        .file(
+            &operator,
+            "李沧区某小学校园欺凌，孩子现在被同学打伤了，头还在流血",
+        )
+        .await;
+    let appeal = api.wait_settled(&operator, &id).await;
+    assert_eq!(appeal["urgent"], true, "{appeal}");
+    let case_id = uuid::Uuid::parse_str(appeal["case_id"].as_str().unwrap()).unwrap();
+    let pool = stack.pool.clone();
+    eventually(
+        "the tracker starts the contact clock",
+        Duration::from_secs(20),
+        || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM case_deadlines WHERE case_id = $1 AND kind = 'contact'",
+                )
+                .bind(case_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // kill -9 before the deadline; wait (on the database's clock) until it has passed.
+    tracker.start_kill().unwrap();
+    tracker.wait().await.unwrap();
+    let passed: bool = sqlx::query_scalar(
+        "SELECT now() < due_at FROM case_deadlines WHERE case_id = $1 AND kind = 'contact'",
+    )
+    .bind(case_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        passed,
+        "the deadline passed before the kill; nothing was tested"
+    );
+    eventually("the contact deadline passes", Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let over: bool = sqlx::query_scalar(
+                "SELECT now() > due_at + interval '1 second' FROM case_deadlines WHERE case_id = $1 AND kind = 'contact'",
+            )
+            .bind(case_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            over.then_some(())
+        }
+    })
+    .await;
+    let alerts = |kind: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM case_events WHERE case_id = $1 AND event_type = $2",
+            )
+            .bind(case_id)
+            .bind(kind)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(alerts("DeadlineBreached").await, 0);
+
+    let mut tracker = spawn_tracker(&env, &policy);
+    eventually(
+        "the breach is emitted after the restart",
+        Duration::from_secs(30),
+        || async { (alerts("CaseEscalated").await == 1).then_some(()) },
+    )
+    .await;
+    for alert in [Alert::Breach, Alert::Warning] {
+        assert_eq!(
+            hotline_workers::tracker::scan_once(&pool, &SystemClock, alert)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    assert_eq!(alerts("DeadlineBreached").await, 1);
+    // Its warning point passed unseen too; a warning after the breach would be noise.
+    assert_eq!(alerts("DeadlineWarned").await, 0);
+
+    tracker.start_kill().unwrap();
+    let _ = tracker.wait().await;
+    let _ = std::fs::remove_file(&policy);
+    stack.stop().await;
+    env.cleanup(pool).await;
+}

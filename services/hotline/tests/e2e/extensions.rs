@@ -208,3 +208,110 @@ async fn an_extension_is_asked_once_in_time_and_a_manager_rules_on_it() {
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+#[tokio::test]
+async fn waiting_for_the_citizen_stops_the_resolve_clock() {
+    let env = TestEnv::new().await;
+    let clock = ShiftedClock::default();
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+    let (case_id, due) = accepted_case(
+        &api,
+        &operator,
+        &unit,
+        "李沧区一所小学食堂收费不透明，要求公开账目",
+    )
+    .await;
+    let path = |p: &str| format!("/api/v1/cases/{case_id}/{p}");
+    // Contacted: only the resolve clock is left running.
+    assert_eq!(
+        api.post(&path("contact"), &unit, &json!({"note": "已联系家长"}))
+            .await
+            .0,
+        200
+    );
+    eventually(
+        "the contact clock is met",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api
+                .get(&format!("/api/v1/cases/{case_id}"), &operator)
+                .await;
+            case["clocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["kind"] == "contact" && c["met_at"].is_string())
+                .then_some(())
+        },
+    )
+    .await;
+
+    assert_eq!(api.post(&path("resume"), &unit, &json!({})).await.0, 409);
+    assert_eq!(api.post(&path("pause"), &unit, &json!({})).await.0, 422);
+    let (status, body) = api
+        .post(
+            &path("pause"),
+            &unit,
+            &json!({"reason": "等待家长提供缴费凭证"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        api.post(&path("pause"), &unit, &json!({"reason": "again"}))
+            .await
+            .0,
+        409
+    );
+    eventually("the clock stops", Duration::from_secs(20), || async {
+        let (_, case) = api
+            .get(&format!("/api/v1/cases/{case_id}"), &operator)
+            .await;
+        case["clocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "resolve" && c["paused_at"].is_string())
+            .then_some(())
+    })
+    .await;
+    // Ten days pass while the clock stands still: no warning, no breach.
+    clock.advance(Span::days(10));
+    for alert in [
+        hotline_store::deadlines::Alert::Breach,
+        hotline_store::deadlines::Alert::Warning,
+    ] {
+        let emitted = hotline_workers::tracker::scan_once(&stack.pool, &clock, alert)
+            .await
+            .unwrap();
+        assert_eq!(emitted, 0, "a paused clock raised an alert");
+    }
+    assert_eq!(api.post(&path("resume"), &unit, &json!({})).await.0, 200);
+    let case = eventually(
+        "the deadline moves by the pause",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api
+                .get(&format!("/api/v1/cases/{case_id}"), &operator)
+                .await;
+            let moved = case["deadlines"]["resolve"]
+                .as_str()
+                .map(|d| DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&Utc));
+            moved.filter(|m| *m > due + Span::days(9)).map(|_| case)
+        },
+    )
+    .await;
+    let moved =
+        DateTime::parse_from_rfc3339(case["deadlines"]["resolve"].as_str().unwrap()).unwrap();
+    let shift = moved.with_timezone(&Utc) - due;
+    assert!(
+        (shift - Span::days(10)).num_seconds().abs() < 30,
+        "moved by {shift}"
+    );
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
