@@ -212,3 +212,49 @@ pub async fn resume(
     .await?;
     Ok(())
 }
+
+/// A running clock with what recomputing it needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunningClock {
+    pub id: i64,
+    pub kind: String,
+    pub starts_at: DateTime<Utc>,
+    pub urgent: bool,
+    pub reopened: bool,
+}
+
+/// Every clock still running (not met, cancelled, breached or paused).
+pub async fn running(conn: &mut PgConnection) -> Result<Vec<RunningClock>> {
+    Ok(sqlx::query_as::<_, RunningClock>(
+        "SELECT d.id, d.kind, d.starts_at, c.urgent, (c.state = 'reopened' AND d.kind = 'resolve') AS reopened
+         FROM case_deadlines d JOIN cases c ON c.id = d.case_id
+         WHERE d.met_at IS NULL AND d.cancelled_at IS NULL AND d.breached_at IS NULL AND d.paused_at IS NULL
+           AND NOT d.historical",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Sets a recomputed deadline; the warning is re-armed if its new point is still ahead.
+pub async fn recompute(
+    conn: &mut PgConnection,
+    id: i64,
+    warn_at: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+    policy_version: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE case_deadlines SET warn_at = $2, due_at = $3, policy_version = $4,
+             warned_at = CASE WHEN $2 > $5 THEN NULL ELSE warned_at END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(warn_at)
+    .bind(due_at)
+    .bind(policy_version)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -51,6 +51,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CalendarCommand,
     },
+    /// Deadline clocks.
+    Deadlines {
+        #[command(subcommand)]
+        command: DeadlinesCommand,
+    },
     /// Inspect and re-send dead letters.
     Dlq {
         #[command(subcommand)]
@@ -124,6 +129,13 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DeadlinesCommand {
+    /// Recompute every running clock from its start with the current policy
+    /// (HOTLINE_DEADLINE_POLICY_FILE or the built-in one) and calendar.
+    Recompute,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CalendarCommand {
     /// Load days from a TSV file in the format of seeds/calendar/holidays.tsv
     /// (`date<TAB>off|work<TAB>name`, `#` comments, optional header).
@@ -162,6 +174,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             crate::telemetry::init("hotline-import", &config.log_format);
             commands::import(&config, &file, format.as_deref(), historical).await
+        }
+        Command::Deadlines {
+            command: DeadlinesCommand::Recompute,
+        } => {
+            crate::telemetry::init("hotline-deadlines", &config.log_format);
+            commands::recompute_deadlines(&config).await
         }
         Command::Calendar { command } => {
             crate::telemetry::init("hotline-calendar", &config.log_format);

@@ -474,3 +474,42 @@ pub async fn calendar(config: &Config, command: CalendarCommand) -> anyhow::Resu
     );
     Ok(())
 }
+
+/// Recomputes running clocks after a policy (or calendar) change, recording the policy version.
+pub async fn recompute_deadlines(config: &Config) -> anyhow::Result<()> {
+    use hotline_domain::deadlines::{DeadlineKind, Urgency};
+    let policy = crate::app::policy(config)?;
+    let pool = hotline_store::db::prepare(&config.database_url, 2).await?;
+    let calendar = hotline_workers::calendar::effective(&pool).await?;
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    let clocks = hotline_store::deadlines::running(&mut tx).await?;
+    for clock in &clocks {
+        let kind: DeadlineKind = clock.kind.parse().map_err(anyhow::Error::msg)?;
+        let fresh = if clock.reopened {
+            policy.reopen_clock(clock.starts_at, &calendar)
+        } else {
+            policy.clock(
+                kind,
+                Urgency::from_flag(clock.urgent),
+                clock.starts_at,
+                &calendar,
+            )
+        };
+        hotline_store::deadlines::recompute(
+            &mut tx,
+            clock.id,
+            fresh.warn_at,
+            fresh.due_at,
+            &policy.version,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    println!(
+        "{}",
+        serde_json::json!({"recomputed": clocks.len(), "policy_version": policy.version})
+    );
+    Ok(())
+}

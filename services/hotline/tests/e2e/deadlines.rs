@@ -297,3 +297,63 @@ async fn a_breach_that_falls_while_the_tracker_is_killed_is_emitted_once_after_r
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+#[tokio::test]
+async fn running_clocks_are_recomputed_when_the_policy_changes() {
+    use hotline_workers::SystemClock;
+    let env = TestEnv::new().await;
+    let stack = env.start_all(SystemClock).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let id = api.file(&operator, "李沧区一所小学食堂饭菜质量差").await;
+    let appeal = api.wait_settled(&operator, &id).await;
+    let case_id = uuid::Uuid::parse_str(appeal["case_id"].as_str().unwrap()).unwrap();
+    let pool = stack.pool.clone();
+    eventually("clocks run", Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM case_deadlines WHERE case_id = $1")
+                    .bind(case_id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (n == 3).then_some(())
+        }
+    })
+    .await;
+
+    let policy = std::env::temp_dir().join(format!(
+        "hotline-policy-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&policy, SECONDS_POLICY).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["deadlines", "recompute"])
+        .envs(env.child_env())
+        .env("HOTLINE_DEADLINE_POLICY_FILE", &policy)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["policy_version"], "test-seconds");
+    assert!(printed["recomputed"].as_i64().unwrap() >= 3, "{printed}");
+    let (version, span): (String, f64) = sqlx::query_as(
+        "SELECT policy_version, extract(epoch FROM due_at - starts_at)::float8 FROM case_deadlines
+         WHERE case_id = $1 AND kind = 'resolve'",
+    )
+    .bind(case_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((version.as_str(), span), ("test-seconds", 3600.0));
+    let _ = std::fs::remove_file(&policy);
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
