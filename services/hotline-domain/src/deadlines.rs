@@ -2,6 +2,7 @@
 //! resolve, and how long the operator has to call back, by urgency.
 
 use crate::calendar::WorkingCalendar;
+use crate::topic::TopicCode;
 use crate::SeedError;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,17 @@ struct PolicyFile {
     normal: LimitsFile,
     reopen: ReopenFile,
     extension: ExtensionFile,
+    #[serde(default)]
+    topic: std::collections::BTreeMap<String, OverrideFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideFile {
+    sign: Option<String>,
+    contact: Option<String>,
+    resolve: Option<String>,
+    callback: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +176,8 @@ pub struct DeadlinePolicy {
     pub extension_max_working_days: u32,
     /// Time to resolve a case again after an unsatisfied callback.
     pub reopen_resolve: Limit,
+    /// Normal limits that differ by topic.
+    pub topic_limits: std::collections::BTreeMap<TopicCode, Limits>,
 }
 
 /// One clock: when it started, when to warn, when it is due.
@@ -196,6 +210,27 @@ impl DeadlinePolicy {
                 callback: p(&l.callback)?,
             })
         };
+        let normal = limits(&file.normal)?;
+        let mut topic_limits = std::collections::BTreeMap::new();
+        for (code, o) in &file.topic {
+            let topic: TopicCode = code
+                .parse()
+                .map_err(|e: crate::topic::UnknownTopic| SeedError::new(FILE, 0, e.to_string()))?;
+            let pick = |raw: &Option<String>, default: Limit| -> Result<Limit, SeedError> {
+                raw.as_deref().map_or(Ok(default), |r| {
+                    r.parse::<Limit>().map_err(|e| SeedError::new(FILE, 0, e))
+                })
+            };
+            topic_limits.insert(
+                topic,
+                Limits {
+                    sign: pick(&o.sign, normal.sign)?,
+                    contact: pick(&o.contact, normal.contact)?,
+                    resolve: pick(&o.resolve, normal.resolve)?,
+                    callback: pick(&o.callback, normal.callback)?,
+                },
+            );
+        }
         let extension_max_working_days = match file.extension.max.parse::<Limit>() {
             Ok(Limit::WorkingDays(n)) => n,
             Ok(Limit::Natural(_)) => {
@@ -211,13 +246,14 @@ impl DeadlinePolicy {
             version: file.version,
             warn_at_fraction: file.warn_at_fraction,
             urgent: limits(&file.urgent)?,
-            normal: limits(&file.normal)?,
+            normal,
             extension_max_working_days,
             reopen_resolve: file
                 .reopen
                 .resolve
                 .parse::<Limit>()
                 .map_err(|e| SeedError::new(FILE, 0, e))?,
+            topic_limits,
         })
     }
 
@@ -246,16 +282,20 @@ impl DeadlinePolicy {
         }
     }
 
+    /// A clock of `kind` for a case of this urgency and topic, starting at `starts_at`.
     pub fn clock(
         &self,
         kind: DeadlineKind,
         urgency: Urgency,
+        topic: Option<TopicCode>,
         starts_at: DateTime<Utc>,
         calendar: &WorkingCalendar,
     ) -> Clock {
         let limits = match urgency {
             Urgency::Urgent => &self.urgent,
-            Urgency::Normal => &self.normal,
+            Urgency::Normal => topic
+                .and_then(|t| self.topic_limits.get(&t))
+                .unwrap_or(&self.normal),
         };
         let due_at = limits.get(kind).after(starts_at, calendar);
         Clock {
@@ -292,11 +332,65 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2026-11-30T10:00:00+08:00")
             .unwrap()
             .with_timezone(&Utc);
-        let urgent = policy.clock(DeadlineKind::Contact, Urgency::Urgent, start, &calendar);
+        let urgent = policy.clock(
+            DeadlineKind::Contact,
+            Urgency::Urgent,
+            None,
+            start,
+            &calendar,
+        );
         assert_eq!(urgent.due_at - start, Duration::hours(2));
         assert!(urgent.warn_at > start && urgent.warn_at < urgent.due_at);
-        let normal = policy.clock(DeadlineKind::Resolve, Urgency::Normal, start, &calendar);
+        let normal = policy.clock(
+            DeadlineKind::Resolve,
+            Urgency::Normal,
+            None,
+            start,
+            &calendar,
+        );
         assert_eq!(normal.due_at, calendar.add_working_days(start, 5));
+        let check = |topic: TopicCode, urgency: Urgency, expected: DateTime<Utc>| {
+            let clock = policy.clock(
+                DeadlineKind::Resolve,
+                urgency,
+                Some(topic),
+                start,
+                &calendar,
+            );
+            assert_eq!(clock.due_at, expected, "{topic} {urgency:?}");
+        };
+        check(
+            TopicCode::Bullying,
+            Urgency::Normal,
+            calendar.add_working_days(start, 3),
+        );
+        check(
+            TopicCode::TeacherAffairs,
+            Urgency::Normal,
+            calendar.add_working_days(start, 10),
+        );
+        check(
+            TopicCode::Fees,
+            Urgency::Normal,
+            calendar.add_working_days(start, 5),
+        );
+        check(
+            TopicCode::Bullying,
+            Urgency::Urgent,
+            start + Duration::days(1),
+        );
+        let sign = policy.clock(
+            DeadlineKind::Sign,
+            Urgency::Normal,
+            Some(TopicCode::Bullying),
+            start,
+            &calendar,
+        );
+        assert_eq!(
+            sign.due_at,
+            calendar.add_working_days(start, 1),
+            "overrides leave other limits alone"
+        );
         assert_eq!(policy.extension_max_working_days, 10);
         assert_eq!(
             policy.reopen_clock(start, &calendar).due_at - start,

@@ -220,13 +220,14 @@ pub struct RunningClock {
     pub kind: String,
     pub starts_at: DateTime<Utc>,
     pub urgent: bool,
+    pub topic: String,
     pub reopened: bool,
 }
 
 /// Every clock still running (not met, cancelled, breached or paused).
 pub async fn running(conn: &mut PgConnection) -> Result<Vec<RunningClock>> {
     Ok(sqlx::query_as::<_, RunningClock>(
-        "SELECT d.id, d.kind, d.starts_at, c.urgent, (c.state = 'reopened' AND d.kind = 'resolve') AS reopened
+        "SELECT d.id, d.kind, d.starts_at, c.urgent, c.topic, (c.state = 'reopened' AND d.kind = 'resolve') AS reopened
          FROM case_deadlines d JOIN cases c ON c.id = d.case_id
          WHERE d.met_at IS NULL AND d.cancelled_at IS NULL AND d.breached_at IS NULL AND d.paused_at IS NULL
            AND NOT d.historical",

@@ -79,8 +79,10 @@ impl<C: Clock> Handler for TrackerWorker<C> {
             })?;
         let urgency = Urgency::from_flag(case.urgent);
         let at = event.occurred_at;
+        let topic = case.topic.parse().ok();
         let open = |kinds: &'static [DeadlineKind], from| ClockPlan {
             kinds,
+            topic,
             from,
             urgency,
             historical: case.historical,
@@ -195,6 +197,7 @@ const UNIT_CLOCKS: [DeadlineKind; 3] = [
 
 struct ClockPlan {
     kinds: &'static [DeadlineKind],
+    topic: Option<hotline_domain::TopicCode>,
     from: chrono::DateTime<chrono::Utc>,
     urgency: Urgency,
     historical: bool,
@@ -210,10 +213,10 @@ impl<C: Clock> TrackerWorker<C> {
     ) -> Result<(), HandlerError> {
         let calendar = self.rules.calendar.current();
         for kind in plan.kinds {
-            let clock = self
-                .rules
-                .policy
-                .clock(*kind, plan.urgency, plan.from, &calendar);
+            let clock =
+                self.rules
+                    .policy
+                    .clock(*kind, plan.urgency, plan.topic, plan.from, &calendar);
             deadlines::open(
                 conn,
                 &OpenClock {

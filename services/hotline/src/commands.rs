@@ -492,6 +492,7 @@ pub async fn recompute_deadlines(config: &Config) -> anyhow::Result<()> {
             policy.clock(
                 kind,
                 Urgency::from_flag(clock.urgent),
+                clock.topic.parse().ok(),
                 clock.starts_at,
                 &calendar,
             )

@@ -46,7 +46,7 @@ async fn next_years_schedule_loads_at_run_time_and_deadlines_follow_it() {
         .post(
             "/api/v1/appeals",
             &operator,
-            &json!({"content": "李沧区一所小学食堂饭菜质量差", "channel": "phone", "received_at": "2026-12-31T10:00:00+08:00"}),
+            &json!({"content": "李沧区一所小学强制学生购买教辅资料，每人收费两百元", "channel": "phone", "received_at": "2026-12-31T10:00:00+08:00"}),
         )
         .await;
     assert_eq!(status, 201, "{filed}");
