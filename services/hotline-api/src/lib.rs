@@ -7,7 +7,7 @@ pub mod error;
 mod extensions;
 pub mod intake;
 mod openapi;
-mod stats;
+pub mod stats;
 mod views;
 
 use axum::routing::{get, post};

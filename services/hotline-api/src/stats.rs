@@ -70,3 +70,44 @@ pub(crate) async fn rates(
         "units": per_unit,
     })))
 }
+
+/// Keeps the rates of the last 30 days as Prometheus gauges per unit, for dashboards and alerts.
+pub async fn run_rate_gauges(
+    state: AppState,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let to = state.clock.now();
+        let from = to - chrono::Duration::days(30);
+        match state.pool.acquire().await {
+            Ok(mut conn) => {
+                match hotline_store::rates::case_records(&mut conn, from, to).await {
+                    Ok(records) => {
+                        for (unit, rates) in hotline_domain::rates::compute(&records, from, to) {
+                            let set = |name: &'static str, value: Option<f64>| {
+                                if let Some(v) = value {
+                                    metrics::gauge!(name, "unit" => unit.clone(), "window" => "30d").set(v);
+                                }
+                            };
+                            set("hotline_response_rate", rates.response_rate);
+                            set("hotline_resolution_rate", rates.resolution_rate);
+                            set("hotline_satisfaction_rate", rates.satisfaction_rate);
+                            set(
+                                "hotline_on_time_resolution_rate",
+                                rates.on_time_resolution_rate,
+                            );
+                            metrics::gauge!("hotline_cases", "unit" => unit.clone(), "window" => "30d").set(rates.cases as f64);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "rate gauges not updated"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "rate gauges not updated"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -147,6 +147,11 @@ pub async fn start<C: Clock + Clone>(
                     calendar: Arc::clone(&calendar),
                     policy: Arc::new(policy(config)?),
                 };
+                tasks.spawn(hotline_api::stats::run_rate_gauges(
+                    state.clone(),
+                    Duration::from_millis(config.rates_interval_ms),
+                    shutdown.clone(),
+                ));
                 let app = hotline_api::router(state);
                 let stop = shutdown.clone();
                 tasks.spawn(async move {

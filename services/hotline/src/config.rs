@@ -117,6 +117,14 @@ pub struct Config {
         global = true
     )]
     pub calendar_reload_interval_ms: u64,
+    /// How often the API process refreshes the 30-day rate gauges on /metrics.
+    #[arg(
+        long,
+        env = "HOTLINE_RATES_INTERVAL_MS",
+        default_value_t = 300_000,
+        global = true
+    )]
+    pub rates_interval_ms: u64,
     /// `text` or `json` logs (on stderr).
     #[arg(
         long,

@@ -4,7 +4,7 @@
 use crate::support::*;
 use hotline::app::Component;
 use hotline_store::tokens::Role;
-use hotline_workers::SystemClock;
+use hotline_workers::clock::ShiftedClock;
 use serde_json::Value;
 
 const GENERATE: &[&str] = &[
@@ -68,8 +68,13 @@ const EXPECTED: &str = "
 
 #[tokio::test]
 async fn rates_over_ten_thousand_cases_match_an_independent_computation() {
-    let env = TestEnv::new().await;
-    let stack = env.start(&[Component::Api], SystemClock).await;
+    let mut env = TestEnv::new().await;
+    env.config.rates_interval_ms = 200;
+    // Live on 21 April 2026, so the 30-day gauges cover the end of the generated history.
+    let clock = ShiftedClock::default();
+    let target = chrono::DateTime::parse_from_rfc3339("2026-04-21T12:00:00+08:00").unwrap();
+    clock.advance(target.with_timezone(&chrono::Utc) - chrono::Utc::now());
+    let stack = env.start(&[Component::Api], clock).await;
     let api = Api::new(&stack);
     for statement in GENERATE {
         sqlx::query(statement).execute(&stack.pool).await.unwrap();
@@ -171,6 +176,30 @@ async fn rates_over_ten_thousand_cases_match_an_independent_computation() {
         .await;
     assert_eq!(status, 422);
     let _: Value = own;
+
+    // The last 30 days' figures are also gauges on /metrics, labelled by unit.
+    let metrics_url = format!("{}/metrics", api.base);
+    eventually(
+        "rate gauges are exported",
+        std::time::Duration::from_secs(20),
+        || async {
+            let text = api
+                .http
+                .get(&metrics_url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .any(|l| {
+                    l.starts_with("hotline_satisfaction_rate{") && l.contains("unit=\"xihaian\"")
+                })
+                .then_some(())
+        },
+    )
+    .await;
 
     let pool = stack.pool.clone();
     stack.stop().await;
