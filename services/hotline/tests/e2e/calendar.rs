@@ -69,19 +69,9 @@ async fn next_years_schedule_loads_at_run_time_and_deadlines_follow_it() {
         "# 2027 (test)\ndate\tkind\tname\n2027-02-06\twork\t春节\n2027-02-08\toff\t春节\n",
     )
     .unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["calendar", "load", file.to_str().unwrap()])
-        .envs(env.child_env())
-        .env("RUST_LOG", "warn")
-        .output()
+    let printed = hotline_json(&env, &["calendar", "load", file.to_str().unwrap()], &[])
         .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        .remove(0);
     assert_eq!(printed["years"], json!([2025, 2026, 2027]));
     let _ = std::fs::remove_file(&file);
 

@@ -67,24 +67,18 @@ async fn a_triage_correction_reaches_the_next_model_and_the_worker_reloads_it() 
     assert_eq!(status, 422);
 
     // The next training includes the correction.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args([
+    let trained = hotline_json(
+        &env,
+        &[
             "train",
             "--with-corrections",
             "--out",
             model_dir.to_str().unwrap(),
-        ])
-        .envs(env.child_env())
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let trained: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        ],
+        &[],
+    )
+    .await
+    .remove(0);
     assert_eq!(trained["corrections"], 1, "{trained}");
     let new_version = trained["model_version"].as_str().unwrap().to_owned();
     assert!(new_version.starts_with("seeds+corrections-"));

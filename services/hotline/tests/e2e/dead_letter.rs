@@ -11,26 +11,6 @@ use hotline_workers::SystemClock;
 use serde_json::Value;
 use std::time::Duration;
 
-async fn hotline_cli(env: &TestEnv, args: &[&str]) -> Vec<Value> {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(args)
-        .envs(env.child_env())
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "hotline {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
     let env = TestEnv::new().await;
@@ -74,7 +54,7 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
     assert_eq!(api.wait_settled(&operator, &id).await["status"], "routed");
 
     let letters = eventually("dead letters arrive", Duration::from_secs(60), || async {
-        let letters = hotline_cli(&env, &["dlq", "list"]).await;
+        let letters = hotline_json(&env, &["dlq", "list"], &[]).await;
         (letters.len() >= 3).then_some(letters)
     })
     .await;
@@ -126,7 +106,7 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
         .unwrap();
     drop(conn);
     let only = format!("{}:{}", orphan_letter["partition"], orphan_letter["offset"]);
-    let result = hotline_cli(&env, &["dlq", "redrive", "--only", &only]).await;
+    let result = hotline_json(&env, &["dlq", "redrive", "--only", &only], &[]).await;
     assert_eq!(result[0]["redriven"], 1);
 
     let body = api.wait_settled(&operator, &missing.to_string()).await;
@@ -134,9 +114,9 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
     assert_eq!(body["lead_unit"], "licang");
 
     // A letter is re-driven at most once.
-    let again = hotline_cli(&env, &["dlq", "redrive", "--only", &only]).await;
+    let again = hotline_json(&env, &["dlq", "redrive", "--only", &only], &[]).await;
     assert_eq!(again[0]["redriven"], 0);
-    let letters = hotline_cli(&env, &["dlq", "list"]).await;
+    let letters = hotline_json(&env, &["dlq", "list"], &[]).await;
     let listed = letters
         .iter()
         .find(|l| l["key"] == missing.to_string().as_str())

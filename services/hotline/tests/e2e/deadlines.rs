@@ -328,20 +328,13 @@ async fn running_clocks_are_recomputed_when_the_policy_changes() {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::write(&policy, SECONDS_POLICY).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["deadlines", "recompute"])
-        .envs(env.child_env())
-        .env("HOTLINE_DEADLINE_POLICY_FILE", &policy)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = hotline_json(
+        &env,
+        &["deadlines", "recompute"],
+        &[("HOTLINE_DEADLINE_POLICY_FILE", policy.to_str().unwrap())],
+    )
+    .await
+    .remove(0);
     assert_eq!(printed["policy_version"], "test-seconds");
     assert!(printed["recomputed"].as_i64().unwrap() >= 3, "{printed}");
     let (version, span): (String, f64) = sqlx::query_as(

@@ -10,19 +10,7 @@ use std::time::Duration;
 async fn import(env: &TestEnv, file: &std::path::Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["import", file.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(&args)
-        .envs(env.child_env())
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    hotline_json(env, &args, &[]).await.remove(0)
 }
 
 #[tokio::test]

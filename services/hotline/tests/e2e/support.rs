@@ -346,3 +346,34 @@ pub async fn produce(
         .unwrap();
     (delivery.partition, delivery.offset)
 }
+
+/// Runs the `hotline` binary against this test's database and topics; returns its output.
+pub async fn hotline_cli(
+    env: &TestEnv,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(args)
+        .envs(env.child_env())
+        .envs(extra_env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Runs the `hotline` binary, asserts success, and parses each line of its stdout as JSON.
+pub async fn hotline_json(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Vec<Value> {
+    let output = hotline_cli(env, args, extra_env).await;
+    assert!(
+        output.status.success(),
+        "hotline {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
