@@ -147,7 +147,7 @@ version = "test-seconds"
 warn_at_fraction = 0.75
 [urgent]
 sign = "600s"
-contact = "8s"
+contact = "20s"
 resolve = "3600s"
 callback = "3600s"
 [normal]
@@ -243,7 +243,7 @@ async fn a_breach_that_falls_while_the_tracker_is_killed_is_emitted_once_after_r
         passed,
         "the deadline passed before the kill; nothing was tested"
     );
-    eventually("the contact deadline passes", Duration::from_secs(20), || {
+    eventually("the contact deadline passes", Duration::from_secs(40), || {
         let pool = pool.clone();
         async move {
             let over: bool = sqlx::query_scalar(
