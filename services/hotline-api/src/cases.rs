@@ -498,3 +498,76 @@ pub async fn transfer_out(
     tx.commit().await?;
     Ok(done(id, to))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// The case this one repeats.
+    pub into: String,
+    pub note: Option<String>,
+}
+
+/// A case that repeats another (重复件) is folded into it: its appeals join the primary case,
+/// its own clocks stop, and both histories say so.
+pub async fn link(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<LinkRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let repeat = parse_id(&id)?;
+    let primary = Uuid::parse_str(request.into.trim())
+        .map_err(|_| ApiError::invalid_field("into", "must be a case id"))?;
+    if primary == repeat {
+        return Err(ApiError::invalid_field(
+            "into",
+            "a case cannot repeat itself",
+        ));
+    }
+    let reason = note(request.note, "note", false)?;
+    let mut tx = state.pool.begin().await?;
+    // Lock both in one order so two opposite links cannot deadlock.
+    for case_id in if repeat < primary {
+        [repeat, primary]
+    } else {
+        [primary, repeat]
+    } {
+        cases::lock(&mut tx, case_id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+    }
+    let appeal_ids: Vec<String> = hotline_store::appeals::for_case(&mut tx, repeat)
+        .await?
+        .iter()
+        .map(|a| a.id.to_string())
+        .collect();
+    let payload = Payload::RepeatLinked(v1::RepeatLinked {
+        primary_case_id: primary.to_string(),
+        repeat_case_id: repeat.to_string(),
+        appeal_ids: appeal_ids.clone(),
+        reason: reason.clone(),
+    });
+    let detail = json!({"primary_case_id": primary, "repeat_case_id": repeat, "appeal_ids": appeal_ids, "note": reason});
+    let (_, to) = apply(&mut tx, &state, &caller, repeat, |_, _| {
+        Ok(Action {
+            command: CaseCommand::LinkAsRepeat,
+            permission: Permission::Staff,
+            payload: payload.clone(),
+            detail: detail.clone(),
+        })
+    })
+    .await?;
+    apply(&mut tx, &state, &caller, primary, |_, _| {
+        Ok(Action {
+            command: CaseCommand::AcceptRepeat,
+            permission: Permission::Staff,
+            payload: payload.clone(),
+            detail: detail.clone(),
+        })
+    })
+    .await?;
+    hotline_store::appeals::move_to_case(&mut tx, repeat, primary).await?;
+    cases::end_assignments(&mut tx, repeat, "linked", state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(done(repeat, to))
+}

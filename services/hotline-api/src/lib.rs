@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rates", get(stats::rates))
         .route("/api/v1/calendar", get(calendar::show).post(calendar::load))
         .route("/api/v1/cases/{id}/pause", post(extensions::pause))
+        .route("/api/v1/cases/{id}/link", post(cases::link))
         .route("/api/v1/cases/{id}/resume", post(extensions::resume))
         .fallback(error::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -86,6 +87,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/extension/approve"),
     ("post", "/api/v1/cases/{id}/extension/refuse"),
     ("post", "/api/v1/cases/{id}/pause"),
+    ("post", "/api/v1/cases/{id}/link"),
     ("post", "/api/v1/cases/{id}/resume"),
     ("get", "/api/v1/units"),
     ("get", "/api/v1/rates"),

@@ -26,10 +26,12 @@ pub enum CaseState {
     Reopened,
     /// Not an education matter: sent back to the 12345 platform.
     TransferredOut,
+    /// A repeat: its appeals were linked to another case, which carries on.
+    Linked,
 }
 
 impl CaseState {
-    pub const ALL: [CaseState; 10] = [
+    pub const ALL: [CaseState; 11] = [
         CaseState::Triage,
         CaseState::Routed,
         CaseState::Accepted,
@@ -40,6 +42,7 @@ impl CaseState {
         CaseState::Returned,
         CaseState::Reopened,
         CaseState::TransferredOut,
+        CaseState::Linked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl CaseState {
             CaseState::Returned => "returned",
             CaseState::Reopened => "reopened",
             CaseState::TransferredOut => "transferred_out",
+            CaseState::Linked => "linked",
         }
     }
 
@@ -160,6 +164,10 @@ pub enum CaseCommand {
     Extend,
     Escalate,
     TransferOut,
+    /// This case repeats another: its appeals move there and it ends.
+    LinkAsRepeat,
+    /// Another case's appeals joined this one (it stays as it is).
+    AcceptRepeat,
 }
 
 impl CaseCommand {
@@ -176,6 +184,8 @@ impl CaseCommand {
             CaseCommand::Extend => "extend",
             CaseCommand::Escalate => "escalate",
             CaseCommand::TransferOut => "transfer_out",
+            CaseCommand::LinkAsRepeat => "link_as_repeat",
+            CaseCommand::AcceptRepeat => "accept_repeat",
         }
     }
 }
@@ -205,6 +215,11 @@ pub fn transition(state: CaseState, command: CaseCommand) -> Result<CaseState, I
         (S::Closed | S::CallbackDone, C::Reopen) => S::Reopened,
         (s @ (S::Routed | S::Accepted | S::Contacted | S::Reopened), C::Extend) => s,
         (s, C::Escalate) if s.is_open_with_unit() || s == S::Triage || s == S::Returned => s,
+        // Only a case nobody has resolved yet can be folded into another.
+        (S::Triage | S::Routed | S::Returned | S::Accepted | S::Contacted, C::LinkAsRepeat) => {
+            S::Linked
+        }
+        (s, C::AcceptRepeat) if !matches!(s, S::TransferredOut | S::Linked) => s,
         (state, command) => {
             return Err(IllegalTransition {
                 state,
@@ -271,6 +286,9 @@ mod tests {
         check(S::Accepted, C::Extend, Ok(S::Accepted));
         check(S::Contacted, C::Escalate, Ok(S::Contacted));
         check(S::Triage, C::Escalate, Ok(S::Triage));
+        check(S::Routed, C::LinkAsRepeat, Ok(S::Linked));
+        check(S::Contacted, C::LinkAsRepeat, Ok(S::Linked));
+        check(S::Resolved, C::AcceptRepeat, Ok(S::Resolved));
     }
 
     #[test]
@@ -289,6 +307,10 @@ mod tests {
             Err(()),
         );
         check(S::CallbackDone, C::Resolve, Err(()));
+        check(S::Resolved, C::LinkAsRepeat, Err(()));
+        check(S::Linked, C::Assign, Err(()));
+        check(S::Linked, C::AcceptRepeat, Err(()));
+        check(S::TransferredOut, C::AcceptRepeat, Err(()));
         let err = transition(S::Closed, C::Accept).unwrap_err();
         assert_eq!(err.to_string(), "cannot accept a case that is closed");
     }

@@ -180,6 +180,7 @@ pub fn event_type(payload: &Payload) -> &'static str {
         Payload::CaseExtensionRefused(_) => "CaseExtensionRefused",
         Payload::CasePaused(_) => "CasePaused",
         Payload::CaseResumed(_) => "CaseResumed",
+        Payload::RepeatLinked(_) => "RepeatLinked",
     }
 }
 

@@ -175,3 +175,18 @@ pub async fn attach_to_case(
         .await?;
     Ok(())
 }
+
+/// Moves every appeal of one case to another (repeat linking); returns their ids.
+pub async fn move_to_case(
+    conn: &mut PgConnection,
+    from_case: Uuid,
+    to_case: Uuid,
+) -> Result<Vec<Uuid>> {
+    Ok(
+        sqlx::query_scalar("UPDATE appeals SET case_id = $2 WHERE case_id = $1 RETURNING id")
+            .bind(from_case)
+            .bind(to_case)
+            .fetch_all(conn)
+            .await?,
+    )
+}

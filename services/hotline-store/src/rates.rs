@@ -34,7 +34,7 @@ pub async fn case_records(
          JOIN LATERAL (SELECT a.unit_code FROM assignments a
                        WHERE a.case_id = c.id AND a.role = 'lead'
                        ORDER BY a.assigned_at DESC, a.id DESC LIMIT 1) lead ON true
-         WHERE c.received_at >= $1 AND c.received_at < $2 AND c.state <> 'transferred_out'",
+         WHERE c.received_at >= $1 AND c.received_at < $2 AND c.state NOT IN ('transferred_out', 'linked')",
     )
     .bind(from)
     .bind(to)

@@ -59,6 +59,7 @@ pub fn wire_state(state: CaseState) -> i32 {
         CaseState::Returned => W::Returned,
         CaseState::Reopened => W::Reopened,
         CaseState::TransferredOut => W::TransferredOut,
+        CaseState::Linked => W::Linked,
     }) as i32
 }
 

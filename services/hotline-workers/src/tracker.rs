@@ -177,6 +177,11 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                     .await
                     .map_err(store_error)?;
             }
+            Payload::RepeatLinked(linked) if linked.repeat_case_id == case_id.to_string() => {
+                deadlines::cancel_open(&mut tx, case_id, at)
+                    .await
+                    .map_err(store_error)?;
+            }
             Payload::CaseReturned(_) | Payload::CaseTransferredOut(_) | Payload::CaseClosed(_) => {
                 deadlines::cancel_open(&mut tx, case_id, at)
                     .await

@@ -19,4 +19,5 @@ mod import;
 mod local_stack;
 mod pipeline;
 mod rates;
+mod repeats;
 mod support;

@@ -161,7 +161,7 @@ impl Api {
     pub async fn wait_settled(&self, token: &str, appeal_id: &str) -> Value {
         eventually(
             &format!("appeal {appeal_id} settles"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || async {
                 let (_, body) = self
                     .get(&format!("/api/v1/appeals/{appeal_id}"), token)
