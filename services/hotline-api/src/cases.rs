@@ -197,8 +197,32 @@ pub async fn return_case(
         })
     })
     .await?;
+    // Within the policy's window from this unit's assignment only.
+    let now = state.clock.now();
+    let unit = caller.0.unit.clone().unwrap_or_default();
+    let assigned_at = cases::assignments(&mut tx, id)
+        .await?
+        .into_iter()
+        .filter(|a| a.unit_code == unit && a.role == "lead" && a.ended_at.is_none())
+        .map(|a| a.assigned_at)
+        .max()
+        .ok_or_else(ApiError::not_found)?;
+    let window_ends = state
+        .policy
+        .return_window
+        .after(assigned_at, &state.calendar.current());
+    if now > window_ends {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "return_window_passed",
+            format!(
+                "a case can be returned until {} (the return window from assignment); handle it or ask a manager",
+                window_ends.to_rfc3339()
+            ),
+        ));
+    }
     // The returning unit keeps read-only access through its ended assignment.
-    cases::end_assignments(&mut tx, id, "returned", state.clock.now()).await?;
+    cases::end_assignments(&mut tx, id, "returned", now).await?;
     tx.commit().await?;
     Ok(done(id, to))
 }

@@ -99,6 +99,7 @@ struct PolicyFile {
     urgent: LimitsFile,
     normal: LimitsFile,
     reopen: ReopenFile,
+    returns: ReturnsFile,
     extension: ExtensionFile,
     #[serde(default)]
     topic: std::collections::BTreeMap<String, OverrideFile>,
@@ -111,6 +112,11 @@ struct OverrideFile {
     contact: Option<String>,
     resolve: Option<String>,
     callback: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReturnsFile {
+    window: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +182,8 @@ pub struct DeadlinePolicy {
     pub extension_max_working_days: u32,
     /// Time to resolve a case again after an unsatisfied callback.
     pub reopen_resolve: Limit,
+    /// How long after its assignment a unit may return a case.
+    pub return_window: Limit,
     /// Normal limits that differ by topic.
     pub topic_limits: std::collections::BTreeMap<TopicCode, Limits>,
 }
@@ -254,6 +262,11 @@ impl DeadlinePolicy {
                 .parse::<Limit>()
                 .map_err(|e| SeedError::new(FILE, 0, e))?,
             topic_limits,
+            return_window: file
+                .returns
+                .window
+                .parse::<Limit>()
+                .map_err(|e| SeedError::new(FILE, 0, e))?,
         })
     }
 
@@ -392,6 +405,7 @@ mod tests {
             "overrides leave other limits alone"
         );
         assert_eq!(policy.extension_max_working_days, 10);
+        assert_eq!(policy.return_window, Limit::WorkingDays(2));
         assert_eq!(
             policy.reopen_clock(start, &calendar).due_at - start,
             Duration::days(7)

@@ -157,6 +157,8 @@ resolve = "3600s"
 callback = "3600s"
 [reopen]
 resolve = "3600s"
+[returns]
+window = "2wd"
 [extension]
 max = "10wd"
 "#;

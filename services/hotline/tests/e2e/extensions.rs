@@ -315,3 +315,42 @@ async fn waiting_for_the_citizen_stops_the_resolve_clock() {
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+#[tokio::test]
+async fn a_case_can_be_returned_only_within_the_window() {
+    let env = TestEnv::new().await;
+    let clock = ShiftedClock::default();
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+    let (case_id, _) = accepted_case(
+        &api,
+        &operator,
+        &unit,
+        "李沧区一所小学食堂饭菜太咸，孩子吃不下",
+    )
+    .await;
+    // Two working days from assignment, at the latest a weekend and a holiday later: 10 days is past.
+    clock.advance(Span::days(10));
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/cases/{case_id}/return"),
+            &unit,
+            &json!({"reason": "wrong_district", "note": "不是本区学校"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("return_window_passed")),
+        "{body}"
+    );
+    let (_, case) = api
+        .get(&format!("/api/v1/cases/{case_id}"), &operator)
+        .await;
+    assert_eq!(case["state"], "accepted");
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
