@@ -7,17 +7,8 @@ use chrono::Duration as Span;
 use hotline_store::deadlines::Alert;
 use hotline_store::tokens::Role;
 use hotline_workers::clock::ShiftedClock;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
-
-fn history_events(case: &Value) -> Vec<String> {
-    case["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["event"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn an_urgent_case_not_contacted_in_time_is_warned_breached_and_escalated_once() {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use hotline_domain::calendar::WorkingCalendar;
 use hotline_store::tokens::Role;
 use hotline_workers::clock::ShiftedClock;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 async fn accepted_case(
@@ -36,15 +36,6 @@ async fn accepted_case(
     )
     .await;
     (case_id, due)
-}
-
-fn events(case: &Value) -> Vec<String> {
-    case["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["event"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -131,7 +122,7 @@ async fn an_extension_is_asked_once_in_time_and_a_manager_rules_on_it() {
         },
     )
     .await;
-    assert!(events(&case).ends_with(&[
+    assert!(history_events(&case).ends_with(&[
         "CaseExtensionRequested".to_owned(),
         "CaseExtended".to_owned()
     ]));
@@ -184,7 +175,7 @@ async fn an_extension_is_asked_once_in_time_and_a_manager_rules_on_it() {
     );
     let (_, case) = api.get(&format!("/api/v1/cases/{other}"), &operator).await;
     assert_eq!(
-        events(&case).last().map(String::as_str),
+        history_events(&case).last().map(String::as_str),
         Some("CaseExtensionRefused")
     );
 

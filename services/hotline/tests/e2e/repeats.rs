@@ -7,15 +7,6 @@ use hotline_workers::SystemClock;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn events(case: &Value) -> Vec<String> {
-    case["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["event"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_repeat_is_linked_to_the_case_it_repeats() {
     let env = TestEnv::new().await;
@@ -91,7 +82,7 @@ async fn a_repeat_is_linked_to_the_case_it_repeats() {
         .await;
     assert_eq!(case["appeals"].as_array().unwrap().len(), 2, "{case}");
     assert_eq!(
-        events(&case).last().map(String::as_str),
+        history_events(&case).last().map(String::as_str),
         Some("RepeatLinked")
     );
     assert_eq!(case["state"], "accepted");
@@ -123,7 +114,7 @@ async fn a_repeat_is_linked_to_the_case_it_repeats() {
     assert_eq!(repeat_case["state"], "linked");
     assert_eq!(repeat_case["lead_unit"], Value::Null);
     assert_eq!(
-        events(&repeat_case).last().map(String::as_str),
+        history_events(&repeat_case).last().map(String::as_str),
         Some("RepeatLinked")
     );
     // A linked case cannot take repeats, nor be linked again.

@@ -377,3 +377,13 @@ pub async fn hotline_json(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The event types of a case's history, oldest first.
+pub fn history_events(case: &Value) -> Vec<String> {
+    case["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap().to_owned())
+        .collect()
+}
