@@ -201,11 +201,7 @@ impl TopicClassifier {
             district: extraction.district,
             school: extraction.school,
             terms,
-            education_related: topic != TopicCode::Other
-                || phrases
-                    .scores
-                    .iter()
-                    .any(|(t, s)| *t != TopicCode::Other && *s > 0.0),
+            education_related: topic != TopicCode::Other || phrases.mention_education(),
             model_version: self.model.version.clone(),
         }
     }

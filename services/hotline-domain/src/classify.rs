@@ -95,6 +95,15 @@ pub struct PhraseScores {
     pub terms: BTreeMap<TopicCode, Vec<String>>,
 }
 
+impl PhraseScores {
+    /// Whether any phrase of an education topic (anything but `other`) was found.
+    pub fn mention_education(&self) -> bool {
+        self.scores
+            .iter()
+            .any(|(topic, score)| *topic != TopicCode::Other && *score > 0.0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KeywordClassifier {
     version: String,
@@ -193,10 +202,9 @@ impl KeywordClassifier {
         school_hint: Option<&str>,
     ) -> Classification {
         let text = normalise(text);
-        let PhraseScores { scores, mut terms } = self.phrase_scores(&text);
-        let education_related = scores
-            .iter()
-            .any(|(topic, score)| *topic != TopicCode::Other && *score > 0.0);
+        let phrases = self.phrase_scores(&text);
+        let education_related = phrases.mention_education();
+        let PhraseScores { scores, mut terms } = phrases;
 
         let denominator: f64 = scores
             .values()
