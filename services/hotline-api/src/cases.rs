@@ -200,13 +200,20 @@ pub async fn return_case(
     // Within the policy's window from this unit's assignment only.
     let now = state.clock.now();
     let unit = caller.0.unit.clone().unwrap_or_default();
-    let assigned_at = cases::assignments(&mut tx, id)
+    let lead = cases::assignments(&mut tx, id)
         .await?
         .into_iter()
         .filter(|a| a.unit_code == unit && a.role == "lead" && a.ended_at.is_none())
-        .map(|a| a.assigned_at)
-        .max()
+        .max_by_key(|a| a.assigned_at)
         .ok_or_else(ApiError::not_found)?;
+    if lead.forced {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "assignment_forced",
+            "a manager ruled that this unit handles the case; it cannot be returned",
+        ));
+    }
+    let assigned_at = lead.assigned_at;
     let window_ends = state
         .policy
         .return_window
@@ -247,6 +254,34 @@ pub async fn contact(
             command: CaseCommand::Contact,
             permission: Permission::LeadOrAssisting,
             payload: Payload::CaseContacted(v1::CaseContacted {
+                case_id: id.to_string(),
+                unit: acting_unit(access),
+                note: note.clone(),
+            }),
+            detail: json!({"note": note}),
+        })
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+/// Co-handling (协办): an assisting unit adds its part to the case; the lead sees it in the
+/// history and resolves.
+pub async fn contribute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<NoteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let note = note(request.note, "note", true)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        Ok(Action {
+            command: CaseCommand::Contribute,
+            permission: Permission::LeadOrAssisting,
+            payload: Payload::CaseContributed(v1::CaseContributed {
                 case_id: id.to_string(),
                 unit: acting_unit(access),
                 note: note.clone(),
@@ -331,8 +366,37 @@ pub async fn assign(
     Path(id): Path<String>,
     JsonBody(request, _): JsonBody<AssignRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    place(state, caller, id, request, Placement::Assign).await
+}
+
+/// A manager's ruling on a returned case: the named lead is forced (it may not return the case
+/// again). Giving another topic upholds a "wrong topic" return and is stored as a correction for
+/// the classifier's next training.
+pub async fn ruling(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<AssignRequest>,
+) -> Result<Json<Value>, ApiError> {
+    place(state, caller, id, request, Placement::Ruling).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    Assign,
+    Ruling,
+}
+
+async fn place(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    request: AssignRequest,
+    placement: Placement,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let note = note(request.note, "note", false)?;
+    let forced = placement == Placement::Ruling;
+    let note = note(request.note, "note", forced)?;
     let topic = request
         .topic
         .as_deref()
@@ -363,13 +427,24 @@ pub async fn assign(
             role: wire_role(*role),
         })
         .collect();
-    let rule = format!("manual/{}", caller.0.role.as_str());
+    let rule = match placement {
+        Placement::Assign => format!("manual/{}", caller.0.role.as_str()),
+        Placement::Ruling => "ruling/manager".to_owned(),
+    };
     let explanation = if note.is_empty() {
         format!("assigned by {}", caller.0.name)
     } else {
         format!("assigned by {}: {note}", caller.0.name)
     };
     let (case, to) = apply(&mut tx, &state, &caller, id, |case, _| {
+        if forced && case.state != CaseState::Returned.as_str() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "nothing_to_rule",
+                format!("a ruling is for a returned case; this one is {}", case.state),
+            ));
+        }
+        let topic_now = topic.map_or_else(|| case.topic.clone(), |t| t.as_str().to_owned());
         // A triaged case has had no unit yet: its clocks run from the citizen's call, carried by
         // CaseRouted. A returned case goes to a new unit whose clocks start now: CaseRerouted.
         let payload = if case.state == CaseState::Triage.as_str() {
@@ -377,7 +452,7 @@ pub async fn assign(
                 case_id: id.to_string(),
                 appeal_id: String::new(),
                 state: wire_state(CaseState::Routed),
-                topic: topic.map_or_else(|| case.topic.clone(), |t| t.as_str().to_owned()),
+                topic: topic_now.clone(),
                 district: case.district.clone().unwrap_or_default(),
                 school: case.school.clone().unwrap_or_default(),
                 urgent: case.urgent,
@@ -395,13 +470,20 @@ pub async fn assign(
                 rule: rule.clone(),
                 catalogue_version: String::new(),
                 explanation: explanation.clone(),
+                forced,
+                topic: topic_now,
+                district: case.district.clone().unwrap_or_default(),
             })
         };
         Ok(Action {
             command: CaseCommand::Assign,
-            permission: Permission::Staff,
+            permission: if forced {
+                Permission::Manager
+            } else {
+                Permission::Staff
+            },
             payload,
-            detail: json!({"assignments": plan.iter().map(|(u, r)| json!({"unit": u, "role": r})).collect::<Vec<_>>(), "note": note, "topic": topic}),
+            detail: json!({"assignments": plan.iter().map(|(u, r)| json!({"unit": u, "role": r})).collect::<Vec<_>>(), "note": note, "topic": topic, "forced": forced}),
         })
     })
     .await?;
@@ -411,7 +493,10 @@ pub async fn assign(
             &hotline_store::corrections::NewCorrection {
                 case_id: id,
                 to_topic: topic.as_str(),
-                source: "triage",
+                source: match placement {
+                    Placement::Assign => "triage",
+                    Placement::Ruling => "return_ruling",
+                },
                 actor_id: &caller.0.token_id.to_string(),
                 actor_name: &caller.0.name,
             },
@@ -421,7 +506,8 @@ pub async fn assign(
     let now = state.clock.now();
     cases::end_assignments(&mut tx, id, "reassigned", now).await?;
     for (unit, role) in &plan {
-        cases::assign(&mut tx, id, unit, role.as_str(), now).await?;
+        let forced = forced && *role == AssignmentRole::Lead;
+        cases::assign_with(&mut tx, id, unit, role.as_str(), now, forced).await?;
     }
     cases::update_routing(&mut tx, case.id, &rule, "", &explanation).await?;
     sqlx::query("UPDATE appeals SET status = 'routed' WHERE case_id = $1")
@@ -570,6 +656,8 @@ pub async fn link(
         repeat_case_id: repeat.to_string(),
         appeal_ids: appeal_ids.clone(),
         reason: reason.clone(),
+        match_kind: "manual".into(),
+        similarity: 0.0,
     });
     let detail = json!({"primary_case_id": primary, "repeat_case_id": repeat, "appeal_ids": appeal_ids, "note": reason});
     let (_, to) = apply(&mut tx, &state, &caller, repeat, |_, _| {

@@ -9,8 +9,9 @@ pub mod intake;
 mod openapi;
 pub mod stats;
 mod views;
+mod webhooks;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use hotline_store::PgPool;
 use hotline_workers::Clock;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub calendar: Arc<hotline_workers::calendar::CalendarSlot>,
     pub policy: Arc<hotline_domain::deadlines::DeadlinePolicy>,
+    /// Units, schools and the dispatch catalogue: the triage queue's candidate units.
+    pub directories: Arc<hotline_workers::router::Directories>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +46,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{id}/contact", post(cases::contact))
         .route("/api/v1/cases/{id}/resolve", post(cases::resolve))
         .route("/api/v1/cases/{id}/assign", post(cases::assign))
+        .route("/api/v1/cases/{id}/ruling", post(cases::ruling))
+        .route("/api/v1/cases/{id}/contributions", post(cases::contribute))
+        .route("/api/v1/rulings", get(views::rulings))
         .route("/api/v1/cases/{id}/callback", post(cases::callback))
         .route("/api/v1/cases/{id}/close", post(cases::close))
         .route("/api/v1/cases/{id}/transfer-out", post(cases::transfer_out))
@@ -56,6 +62,19 @@ pub fn router(state: AppState) -> Router {
             post(extensions::refuse),
         )
         .route("/api/v1/units", get(views::units))
+        .route(
+            "/api/v1/units/{code}/webhook",
+            put(webhooks::set).delete(webhooks::remove),
+        )
+        .route("/api/v1/webhooks/deliveries", get(webhooks::list))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/retry",
+            post(webhooks::retry),
+        )
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/skip",
+            post(webhooks::skip),
+        )
         .route("/api/v1/rates", get(stats::rates))
         .route("/api/v1/calendar", get(calendar::show).post(calendar::load))
         .route("/api/v1/cases/{id}/pause", post(extensions::pause))
@@ -80,6 +99,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/contact"),
     ("post", "/api/v1/cases/{id}/resolve"),
     ("post", "/api/v1/cases/{id}/assign"),
+    ("post", "/api/v1/cases/{id}/ruling"),
+    ("post", "/api/v1/cases/{id}/contributions"),
+    ("get", "/api/v1/rulings"),
     ("post", "/api/v1/cases/{id}/callback"),
     ("post", "/api/v1/cases/{id}/close"),
     ("post", "/api/v1/cases/{id}/transfer-out"),
@@ -90,6 +112,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/link"),
     ("post", "/api/v1/cases/{id}/resume"),
     ("get", "/api/v1/units"),
+    ("put", "/api/v1/units/{code}/webhook"),
+    ("delete", "/api/v1/units/{code}/webhook"),
+    ("get", "/api/v1/webhooks/deliveries"),
+    ("post", "/api/v1/webhooks/deliveries/{id}/retry"),
+    ("post", "/api/v1/webhooks/deliveries/{id}/skip"),
     ("get", "/api/v1/rates"),
     ("get", "/api/v1/calendar"),
     ("post", "/api/v1/calendar"),

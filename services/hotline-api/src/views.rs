@@ -285,13 +285,118 @@ pub(crate) async fn list_cases(
             .map(|(c, role)| summary(&c, Some(&role)))
             .collect(),
         (Role::Unit, None) => Vec::new(),
-        _ => cases::by_state(&mut conn, query.state.as_deref(), limit)
-            .await?
-            .iter()
-            .map(|c| summary(c, None))
-            .collect(),
+        _ => {
+            let rows = cases::by_state(&mut conn, query.state.as_deref(), limit).await?;
+            with_suggestions(&mut conn, &state, &rows).await?
+        }
     };
     Ok(Json(json!({"cases": rows})))
+}
+
+/// Staff lists: a case waiting for a person (triage, returned) carries the classifier's
+/// suggestion and, for it and its alternatives, the units the catalogue would assign, so the
+/// operator assigns in one action.
+async fn with_suggestions(
+    conn: &mut PgConnection,
+    state: &AppState,
+    rows: &[CaseRow],
+) -> Result<Vec<Value>, ApiError> {
+    let waiting: Vec<Uuid> = rows
+        .iter()
+        .filter(|c| matches!(c.state.as_str(), "triage" | "returned"))
+        .map(|c| c.id)
+        .collect();
+    let classifications = appeals::first_classifications(conn, &waiting).await?;
+    Ok(rows
+        .iter()
+        .map(|case| {
+            let mut value = summary(case, None);
+            if let Some((_, topic, confidence, alternatives)) =
+                classifications.iter().find(|(id, ..)| *id == case.id)
+            {
+                value["suggestion"] = json!({
+                    "topic": topic,
+                    "confidence": confidence,
+                    "alternatives": alternatives,
+                });
+                value["candidates"] = candidates(state, case, alternatives.as_ref());
+            }
+            value
+        })
+        .collect())
+}
+
+fn candidates(state: &AppState, case: &CaseRow, alternatives: Option<&Value>) -> Value {
+    use hotline_domain::routing::{RoutingDecision, RoutingInput};
+    use hotline_domain::TopicCode;
+    let dirs = &state.directories;
+    let mut topics: Vec<TopicCode> = case.topic.parse().into_iter().collect();
+    for alt in alternatives.and_then(Value::as_array).into_iter().flatten() {
+        if let Some(topic) = alt
+            .get("topic")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse().ok())
+        {
+            if !topics.contains(&topic) && topics.len() < 3 {
+                topics.push(topic);
+            }
+        }
+    }
+    let school = case.school.as_deref().and_then(|s| dirs.schools.by_name(s));
+    topics
+        .into_iter()
+        .filter_map(|topic| {
+            let decision = dirs.catalogue.route(
+                &RoutingInput {
+                    topic,
+                    confidence: 1.0,
+                    education_related: true,
+                    urgent: case.urgent,
+                    district: case.district.as_deref(),
+                    school,
+                },
+                &dirs.units,
+            );
+            let RoutingDecision::Route {
+                assignments, rule, ..
+            } = decision
+            else {
+                return None;
+            };
+            let of = |role: &str| -> Vec<String> {
+                assignments
+                    .iter()
+                    .filter(|a| a.role.as_str() == role)
+                    .map(|a| a.unit.to_string())
+                    .collect()
+            };
+            Some(json!({
+                "topic": topic,
+                "lead": of("lead").first(),
+                "assisting": of("assisting"),
+                "informed": of("informed"),
+                "rule": rule,
+            }))
+        })
+        .collect()
+}
+
+/// The managers' queue: returned cases the router stopped on (ping-pong, duplicates, returns
+/// it cannot act on), oldest first, with who returned them and why.
+pub(crate) async fn rulings(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    if caller.0.role == Role::Unit {
+        return Err(ApiError::forbidden("the rulings queue is for managers"));
+    }
+    let mut conn = state.pool.acquire().await?;
+    let rows = cases::awaiting_ruling(&mut conn, 500).await?;
+    let mut values = with_suggestions(&mut conn, &state, &rows).await?;
+    for (value, case) in values.iter_mut().zip(&rows) {
+        value["ruling_requested"] = case.ruling_requested.clone().unwrap_or(Value::Null);
+    }
+    Ok(Json(json!({"cases": values})))
 }
 
 fn summary(case: &CaseRow, role: Option<&str>) -> Value {

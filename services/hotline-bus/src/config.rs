@@ -40,6 +40,7 @@ impl KafkaConfig {
         vec![
             self.topic(Stream::Appeals),
             self.topic(Stream::Cases),
+            self.topic(Stream::Proactive),
             self.dead_letter_topic(),
         ]
     }

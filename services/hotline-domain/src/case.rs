@@ -168,6 +168,8 @@ pub enum CaseCommand {
     LinkAsRepeat,
     /// Another case's appeals joined this one (it stays as it is).
     AcceptRepeat,
+    /// An assisting unit (or the lead) adds its part of the work; the state stays.
+    Contribute,
 }
 
 impl CaseCommand {
@@ -186,6 +188,7 @@ impl CaseCommand {
             CaseCommand::TransferOut => "transfer_out",
             CaseCommand::LinkAsRepeat => "link_as_repeat",
             CaseCommand::AcceptRepeat => "accept_repeat",
+            CaseCommand::Contribute => "contribute",
         }
     }
 }
@@ -220,6 +223,7 @@ pub fn transition(state: CaseState, command: CaseCommand) -> Result<CaseState, I
             S::Linked
         }
         (s, C::AcceptRepeat) if !matches!(s, S::TransferredOut | S::Linked) => s,
+        (s, C::Contribute) if s.is_open_with_unit() => s,
         (state, command) => {
             return Err(IllegalTransition {
                 state,
@@ -263,6 +267,10 @@ mod tests {
         check(S::Returned, C::Assign, Ok(S::Routed));
         check(S::Triage, C::TransferOut, Ok(S::TransferredOut));
         check(S::Routed, C::TransferOut, Ok(S::TransferredOut));
+        check(S::Accepted, C::Contribute, Ok(S::Accepted));
+        check(S::Reopened, C::Contribute, Ok(S::Reopened));
+        check(S::Resolved, C::Contribute, Err(()));
+        check(S::Returned, C::Contribute, Err(()));
         check(S::Routed, C::Return, Ok(S::Returned));
         check(S::Accepted, C::Return, Ok(S::Returned));
         check(

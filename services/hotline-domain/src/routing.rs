@@ -57,6 +57,7 @@ struct CatalogueFile {
     fallback_unit: String,
     safety_unit: String,
     triage_below_confidence: f64,
+    returns_before_ruling: usize,
     rule: Vec<RuleEntry>,
 }
 
@@ -75,6 +76,7 @@ pub struct DispatchCatalogue {
     fallback_unit: UnitCode,
     safety_unit: UnitCode,
     triage_below_confidence: f64,
+    returns_before_ruling: usize,
     rules: Vec<RuleEntry>,
 }
 
@@ -134,6 +136,7 @@ impl DispatchCatalogue {
             fallback_unit: known(&file.fallback_unit)?,
             safety_unit: known(&file.safety_unit)?,
             triage_below_confidence: file.triage_below_confidence,
+            returns_before_ruling: file.returns_before_ruling.max(1),
             rules: file.rule,
         })
     }
@@ -149,6 +152,23 @@ impl DispatchCatalogue {
 
     pub fn triage_below_confidence(&self) -> f64 {
         self.triage_below_confidence
+    }
+
+    /// After this many returns the router stops and a manager rules (no ping-pong).
+    pub fn returns_before_ruling(&self) -> usize {
+        self.returns_before_ruling
+    }
+
+    pub fn fallback_unit(&self) -> &UnitCode {
+        &self.fallback_unit
+    }
+
+    /// The municipal department responsible for a topic.
+    pub fn department_for(&self, topic: TopicCode) -> Option<&UnitCode> {
+        self.rules
+            .iter()
+            .find(|r| r.topic == topic)
+            .map(|r| &r.department)
     }
 
     pub fn route(&self, input: &RoutingInput<'_>, units: &UnitsDirectory) -> RoutingDecision {

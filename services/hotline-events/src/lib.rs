@@ -181,6 +181,14 @@ pub fn event_type(payload: &Payload) -> &'static str {
         Payload::CasePaused(_) => "CasePaused",
         Payload::CaseResumed(_) => "CaseResumed",
         Payload::RepeatLinked(_) => "RepeatLinked",
+        Payload::CaseRulingRequested(_) => "CaseRulingRequested",
+        Payload::CaseContributed(_) => "CaseContributed",
+        Payload::RepeatUnlinked(_) => "RepeatUnlinked",
+        Payload::HotspotDetected(_) => "HotspotDetected",
+        Payload::HotspotResolved(_) => "HotspotResolved",
+        Payload::ProactiveTaskCreated(_) => "ProactiveTaskCreated",
+        Payload::SpecialItemOpened(_) => "SpecialItemOpened",
+        Payload::SpecialItemClosed(_) => "SpecialItemClosed",
     }
 }
 
@@ -189,12 +197,19 @@ pub fn event_type(payload: &Payload) -> &'static str {
 pub enum Stream {
     Appeals,
     Cases,
+    /// Hotspots, special items and proactive tasks.
+    Proactive,
 }
 
 impl Stream {
     pub fn of(payload: &Payload) -> Self {
         match payload {
             Payload::AppealFiled(_) | Payload::AppealClassified(_) => Stream::Appeals,
+            Payload::HotspotDetected(_)
+            | Payload::HotspotResolved(_)
+            | Payload::ProactiveTaskCreated(_)
+            | Payload::SpecialItemOpened(_)
+            | Payload::SpecialItemClosed(_) => Stream::Proactive,
             _ => Stream::Cases,
         }
     }
@@ -203,6 +218,7 @@ impl Stream {
         match self {
             Stream::Appeals => "appeals",
             Stream::Cases => "cases",
+            Stream::Proactive => "proactive",
         }
     }
 
@@ -210,6 +226,7 @@ impl Stream {
         match raw {
             "appeals" => Some(Stream::Appeals),
             "cases" => Some(Stream::Cases),
+            "proactive" => Some(Stream::Proactive),
             _ => None,
         }
     }

@@ -190,3 +190,17 @@ pub async fn move_to_case(
             .await?,
     )
 }
+
+/// The classifier's view of each case's first appeal: topic, confidence, alternatives.
+pub async fn first_classifications(
+    conn: &mut PgConnection,
+    case_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Option<String>, Option<f64>, Option<serde_json::Value>)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT ON (case_id) case_id, topic, confidence, alternatives FROM appeals
+         WHERE case_id = ANY($1) ORDER BY case_id, received_at",
+    )
+    .bind(case_ids)
+    .fetch_all(conn)
+    .await?)
+}

@@ -24,6 +24,7 @@ pub struct CaseRow {
     pub updated_at: DateTime<Utc>,
     pub paused_at: Option<DateTime<Utc>>,
     pub pause_reason: Option<String>,
+    pub ruling_requested: Option<serde_json::Value>,
 }
 
 pub struct NewCase<'a> {
@@ -120,6 +121,7 @@ pub struct AssignmentRow {
     pub assigned_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub end_reason: Option<String>,
+    pub forced: bool,
 }
 
 pub async fn assign(
@@ -129,15 +131,96 @@ pub async fn assign(
     role: &str,
     at: DateTime<Utc>,
 ) -> Result<()> {
+    assign_with(conn, case_id, unit, role, at, false).await
+}
+
+/// `forced`: a manager's ruling; the unit may not return the case.
+pub async fn assign_with(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    unit: &str,
+    role: &str,
+    at: DateTime<Utc>,
+    forced: bool,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO assignments (case_id, unit_code, role, assigned_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO assignments (case_id, unit_code, role, assigned_at, forced)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(case_id)
     .bind(unit)
     .bind(role)
     .bind(at)
+    .bind(forced)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Lead units that returned the case, oldest first.
+pub async fn returned_by(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT unit_code FROM assignments
+         WHERE case_id = $1 AND role = 'lead' AND end_reason = 'returned' ORDER BY id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The id of the case's latest event of a type, if any.
+pub async fn latest_event_of_type(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    event_type: &str,
+) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT event_id FROM case_events WHERE case_id = $1 AND event_type = $2
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(case_id)
+    .bind(event_type)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Puts the case before a manager (or takes it off, with `None`).
+pub async fn set_ruling_requested(
+    conn: &mut PgConnection,
+    id: Uuid,
+    request: Option<serde_json::Value>,
+) -> Result<()> {
+    sqlx::query("UPDATE cases SET ruling_requested = $2 WHERE id = $1")
+        .bind(id)
+        .bind(request)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Cases waiting for a manager's ruling, oldest first.
+pub async fn awaiting_ruling(conn: &mut PgConnection, limit: i64) -> Result<Vec<CaseRow>> {
+    Ok(sqlx::query_as::<_, CaseRow>(
+        "SELECT * FROM cases WHERE ruling_requested IS NOT NULL ORDER BY updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The topic and district a re-routing settled on.
+pub async fn set_placement(
+    conn: &mut PgConnection,
+    id: Uuid,
+    topic: &str,
+    district: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE cases SET topic = $2, district = $3 WHERE id = $1")
+        .bind(id)
+        .bind(topic)
+        .bind(district)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -254,12 +337,17 @@ pub async fn record_transition(
     detail: serde_json::Value,
 ) -> Result<()> {
     if from.is_some() {
-        sqlx::query("UPDATE cases SET state = $2, updated_at = $3 WHERE id = $1")
-            .bind(case_id)
-            .bind(to)
-            .bind(event.occurred_at)
-            .execute(&mut *conn)
-            .await?;
+        // Leaving `returned` settles any pending ruling.
+        sqlx::query(
+            "UPDATE cases SET state = $2, updated_at = $3,
+                 ruling_requested = CASE WHEN $2 = 'returned' THEN ruling_requested END
+             WHERE id = $1",
+        )
+        .bind(case_id)
+        .bind(to)
+        .bind(event.occurred_at)
+        .execute(&mut *conn)
+        .await?;
     }
     sqlx::query(
         "INSERT INTO case_events (case_id, event_id, event_type, from_state, to_state, actor_kind,

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod processed;
 pub mod rates;
 pub mod tokens;
+pub mod webhooks;
 
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 

@@ -5,6 +5,7 @@
 pub mod calendar;
 pub mod classifier;
 pub mod clock;
+pub mod notifier;
 pub mod relay;
 pub mod router;
 pub mod tracker;

@@ -9,6 +9,7 @@ use hotline_events::Stream;
 use hotline_store::PgPool;
 use hotline_workers::calendar::{run_calendar_reloader, CalendarSlot};
 use hotline_workers::classifier::{run_model_reloader, ClassifierWorker, ModelSlot};
+use hotline_workers::notifier::{run_sender, NotifierWorker};
 use hotline_workers::router::{Directories, RouterWorker};
 use hotline_workers::tracker::{run_deadline_scanner, Rules, TrackerWorker};
 use hotline_workers::Clock;
@@ -25,15 +26,18 @@ pub enum Component {
     Classifier,
     Router,
     Tracker,
+    /// Webhooks to units: queues a delivery per case event and unit, and sends them.
+    Notifier,
 }
 
 impl Component {
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Api,
         Component::Relay,
         Component::Classifier,
         Component::Router,
         Component::Tracker,
+        Component::Notifier,
     ];
 }
 
@@ -117,6 +121,7 @@ pub async fn start<C: Clock + Clone>(
     let publisher = Publisher::new(&kafka).context("failed to create the Kafka producer")?;
     let mut api_addr = None;
     let calendar = Arc::new(CalendarSlot::new(WorkingCalendar::builtin()));
+    let directories = Arc::new(Directories::builtin());
     if components
         .iter()
         .any(|c| matches!(c, Component::Api | Component::Tracker))
@@ -146,6 +151,7 @@ pub async fn start<C: Clock + Clone>(
                     metrics: Some(crate::telemetry::metrics()),
                     calendar: Arc::clone(&calendar),
                     policy: Arc::new(policy(config)?),
+                    directories: Arc::clone(&directories),
                 };
                 tasks.spawn(hotline_api::stats::run_rate_gauges(
                     state.clone(),
@@ -204,14 +210,14 @@ pub async fn start<C: Clock + Clone>(
                     &kafka,
                     &publisher,
                     worker,
-                    Stream::Appeals,
+                    &[Stream::Appeals],
                     &shutdown,
                 );
             }
             Component::Router => {
                 let worker = RouterWorker {
                     pool: pool.clone(),
-                    directories: Arc::new(Directories::builtin()),
+                    directories: Arc::clone(&directories),
                     clock: clock.clone(),
                 };
                 spawn_consumer(
@@ -219,7 +225,7 @@ pub async fn start<C: Clock + Clone>(
                     &kafka,
                     &publisher,
                     worker,
-                    Stream::Appeals,
+                    &[Stream::Appeals, Stream::Cases],
                     &shutdown,
                 );
             }
@@ -237,13 +243,32 @@ pub async fn start<C: Clock + Clone>(
                     &kafka,
                     &publisher,
                     worker,
-                    Stream::Cases,
+                    &[Stream::Cases],
                     &shutdown,
                 );
                 tasks.spawn(run_deadline_scanner(
                     pool.clone(),
                     clock.clone(),
                     Duration::from_millis(config.deadline_scan_interval_ms),
+                    shutdown.clone(),
+                ));
+            }
+            Component::Notifier => {
+                let worker = NotifierWorker { pool: pool.clone() };
+                spawn_consumer(
+                    &mut tasks,
+                    &kafka,
+                    &publisher,
+                    worker,
+                    &[Stream::Cases],
+                    &shutdown,
+                );
+                tasks.spawn(run_sender(
+                    pool.clone(),
+                    clock.clone(),
+                    config.webhook_policy(),
+                    config.webhook_senders,
+                    Duration::from_millis(250),
                     shutdown.clone(),
                 ));
             }
@@ -262,13 +287,14 @@ fn spawn_consumer<H: Handler + 'static>(
     kafka: &KafkaConfig,
     publisher: &Publisher,
     handler: H,
-    stream: Stream,
+    streams: &[Stream],
     shutdown: &CancellationToken,
 ) {
     let kafka = kafka.clone();
     let publisher = publisher.clone();
     let shutdown = shutdown.clone();
-    let settings = ConsumerSettings::new(handler.name().to_owned(), vec![kafka.topic(stream)]);
+    let topics = streams.iter().map(|s| kafka.topic(*s)).collect();
+    let settings = ConsumerSettings::new(handler.name().to_owned(), topics);
     tasks.spawn(async move {
         if let Err(error) = run_consumer(&kafka, &settings, &handler, &publisher, shutdown).await {
             tracing::error!(%error, consumer = %settings.group_id, "consumer failed to start");

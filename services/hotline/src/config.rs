@@ -125,6 +125,45 @@ pub struct Config {
         global = true
     )]
     pub rates_interval_ms: u64,
+    /// Webhook attempts before a delivery is parked as failed (and that case's later deliveries to
+    /// the unit wait for an admin).
+    #[arg(
+        long,
+        env = "HOTLINE_WEBHOOK_MAX_ATTEMPTS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub webhook_max_attempts: u32,
+    /// First retry delay; each further retry doubles it (with jitter), up to the maximum.
+    #[arg(
+        long,
+        env = "HOTLINE_WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub webhook_retry_base_ms: u64,
+    #[arg(
+        long,
+        env = "HOTLINE_WEBHOOK_RETRY_MAX_MS",
+        default_value_t = 3_600_000,
+        global = true
+    )]
+    pub webhook_retry_max_ms: u64,
+    #[arg(
+        long,
+        env = "HOTLINE_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub webhook_timeout_ms: u64,
+    /// Deliveries in flight at once (order per unit and case holds whatever the number).
+    #[arg(
+        long,
+        env = "HOTLINE_WEBHOOK_SENDERS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub webhook_senders: usize,
     /// `text` or `json` logs (on stderr).
     #[arg(
         long,
@@ -133,6 +172,18 @@ pub struct Config {
         global = true
     )]
     pub log_format: String,
+}
+
+impl Config {
+    pub fn webhook_policy(&self) -> hotline_workers::notifier::RetryPolicy {
+        use std::time::Duration;
+        hotline_workers::notifier::RetryPolicy {
+            max_attempts: self.webhook_max_attempts.max(1),
+            base_delay: Duration::from_millis(self.webhook_retry_base_ms),
+            max_delay: Duration::from_millis(self.webhook_retry_max_ms),
+            request_timeout: Duration::from_millis(self.webhook_timeout_ms),
+        }
+    }
 }
 
 /// A secret that never prints.

@@ -20,4 +20,6 @@ mod local_stack;
 mod pipeline;
 mod rates;
 mod repeats;
+mod returns;
 mod support;
+mod webhooks;
