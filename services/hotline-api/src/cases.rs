@@ -683,3 +683,97 @@ pub async fn link(
     tx.commit().await?;
     Ok(done(repeat, to))
 }
+
+/// An operator disagrees with an automatic repeat link: the appeal leaves the case it joined and
+/// is routed on its own (its stored classification goes through the router again, without the
+/// repeat check).
+pub async fn unlink_appeal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<NoteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Operator, Role::Manager, Role::Admin])?;
+    let appeal_id = parse_id(&id)?;
+    let note = note(request.note, "note", false)?;
+    let mut tx = state.pool.begin().await?;
+    let appeal = hotline_store::appeals::get(&mut tx, appeal_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let (Some(case_id), Some(_)) = (appeal.case_id, appeal.repeat_match.as_ref()) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_linked_as_repeat",
+            "this appeal did not join another case as a repeat",
+        ));
+    };
+    let case = cases::lock(&mut tx, case_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let now = state.clock.now();
+    let unlinked = Event::new(
+        case_id.to_string(),
+        caller.actor(),
+        now,
+        Payload::RepeatUnlinked(v1::RepeatUnlinked {
+            case_id: case_id.to_string(),
+            appeal_id: appeal_id.to_string(),
+            note: note.clone(),
+        }),
+    );
+    cases::record_transition(
+        &mut tx,
+        case_id,
+        Some(&case.state),
+        &case.state,
+        &unlinked,
+        json!({"appeal_id": appeal_id, "note": note}),
+    )
+    .await?;
+    hotline_store::appeals::detach_for_routing(&mut tx, appeal_id).await?;
+    let topic = |raw: &str| raw.parse::<hotline_domain::TopicCode>().ok();
+    let classification = hotline_domain::classify::Classification {
+        topic: appeal
+            .topic
+            .as_deref()
+            .and_then(topic)
+            .ok_or_else(|| ApiError::internal("a linked appeal without a topic"))?,
+        confidence: appeal.confidence.unwrap_or(1.0).clamp(0.0, 1.0),
+        alternatives: appeal
+            .alternatives
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                Some(hotline_domain::classify::TopicScore {
+                    topic: topic(a.get("topic")?.as_str()?)?,
+                    confidence: a.get("confidence")?.as_f64()?,
+                })
+            })
+            .collect(),
+        urgent: appeal.urgent.unwrap_or(false),
+        urgent_cue: appeal.urgent_cue.clone(),
+        district: appeal.district.clone(),
+        school: appeal.school.clone(),
+        terms: appeal.terms.clone().unwrap_or_default(),
+        education_related: appeal.education_related.unwrap_or(true),
+        model_version: appeal.model_version.clone().unwrap_or_default(),
+    };
+    let again = Event::new(
+        appeal_id.to_string(),
+        caller.actor(),
+        now,
+        Payload::AppealClassified(hotline_events::convert::appeal_classified(
+            &appeal_id.to_string(),
+            &classification,
+            appeal.historical,
+        )),
+    )
+    .with_traceparent(appeal.traceparent.clone());
+    hotline_store::outbox::enqueue(&mut tx, &again).await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({"id": appeal_id, "status": "classified", "unlinked_from": case_id}),
+    ))
+}

@@ -63,6 +63,27 @@ pub struct FileAppealResponse {
     pub id: Uuid,
     pub case_id: Option<Uuid>,
     pub status: String,
+    /// Cases the same caller opened in the repeat window: the operator sees them at once.
+    pub same_caller_cases: Vec<SameCallerCase>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SameCallerCase {
+    pub appeal_id: Uuid,
+    pub case_id: Uuid,
+    pub received_at: DateTime<Utc>,
+    pub topic: Option<String>,
+    pub case_state: String,
+}
+
+/// Keyed hash of a caller's phone (HMAC-SHA256 over the digits): repeats are matched on it.
+pub fn caller_key(secret: &str, appeal: &NewAppeal) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    let phone = appeal.caller_phone.as_ref()?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(phone.expose().as_bytes());
+    Some(hex::encode(mac.finalize().into_bytes()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +113,7 @@ pub struct FileOutcome {
     pub created: bool,
     pub status: String,
     pub case_id: Option<Uuid>,
+    pub caller_key: Option<String>,
 }
 
 /// Stores the appeal and its AppealFiled event in one transaction. Returns once both are durable.
@@ -101,15 +123,18 @@ pub async fn file_appeal(
     actor: Actor,
     idempotency_key: Option<&str>,
     request_hash: &str,
+    caller_key_secret: &str,
     now: DateTime<Utc>,
 ) -> Result<FileOutcome, IntakeError> {
     let traceparent = new_traceparent();
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
+    let key = caller_key(caller_key_secret, appeal);
     let meta = AppealMeta {
         filed_by: &actor.id,
         idempotency_key,
         request_hash,
         traceparent: Some(&traceparent),
+        caller_key: key.as_deref(),
     };
     let id = Uuid::now_v7();
     match appeals::insert(&mut tx, id, appeal, &meta).await? {
@@ -146,6 +171,7 @@ pub async fn file_appeal(
                 created: true,
                 status: "received".into(),
                 case_id: None,
+                caller_key: key,
             })
         }
         Filed::Existing { id, same_request } => {
@@ -160,6 +186,7 @@ pub async fn file_appeal(
                 created: false,
                 status: row.as_ref().map(|r| r.status.clone()).unwrap_or_default(),
                 case_id: row.and_then(|r| r.case_id),
+                caller_key: key,
             })
         }
     }
@@ -238,9 +265,31 @@ pub async fn file(
         caller.actor(),
         key.as_deref(),
         &fingerprint(&appeal),
+        &state.caller_key_secret,
         now,
     )
     .await?;
+    let same_caller_cases = match &outcome.caller_key {
+        Some(key) => {
+            let since =
+                appeal.received_at - chrono::Duration::days(state.repeat_policy.same_caller_days);
+            let mut conn = state.pool.acquire().await?;
+            appeals::same_caller_cases(&mut conn, key, since, outcome.id)
+                .await?
+                .into_iter()
+                .map(
+                    |(appeal_id, case_id, received_at, topic, case_state)| SameCallerCase {
+                        appeal_id,
+                        case_id,
+                        received_at,
+                        topic,
+                        case_state,
+                    },
+                )
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let status = if outcome.created {
         StatusCode::CREATED
     } else {
@@ -251,6 +300,7 @@ pub async fn file(
         id: outcome.id,
         case_id: outcome.case_id,
         status: outcome.status,
+        same_caller_cases,
     };
     Ok((
         status,

@@ -30,6 +30,9 @@ pub struct AppState {
     pub policy: Arc<hotline_domain::deadlines::DeadlinePolicy>,
     /// Units, schools and the dispatch catalogue: the triage queue's candidate units.
     pub directories: Arc<hotline_workers::router::Directories>,
+    /// Key of the callers' phone hashes.
+    pub caller_key_secret: Arc<str>,
+    pub repeat_policy: Arc<hotline_domain::repeats::RepeatPolicy>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::spec))
         .route("/api/v1/appeals", post(intake::file))
         .route("/api/v1/appeals/{id}", get(views::appeal))
+        .route("/api/v1/appeals/{id}/unlink", post(cases::unlink_appeal))
         .route("/api/v1/cases", get(views::list_cases))
         .route("/api/v1/cases/{id}", get(views::case))
         .route("/api/v1/cases/{id}/accept", post(cases::accept))
@@ -92,6 +96,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/openapi.json"),
     ("post", "/api/v1/appeals"),
     ("get", "/api/v1/appeals/{id}"),
+    ("post", "/api/v1/appeals/{id}/unlink"),
     ("get", "/api/v1/cases"),
     ("get", "/api/v1/cases/{id}"),
     ("post", "/api/v1/cases/{id}/accept"),

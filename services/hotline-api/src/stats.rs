@@ -61,13 +61,28 @@ pub(crate) async fn rates(
     let mut conn = state.pool.acquire().await?;
     let records = hotline_store::rates::case_records(&mut conn, from, to).await?;
     let mut per_unit = hotline_domain::rates::compute(&records, from, to);
+    let mut repeats = hotline_store::rates::repeat_requests(&mut conn, from, to).await?;
     if let Some(unit) = &unit_filter {
         per_unit.retain(|code, _| code == unit);
+        repeats.retain(|r| &r.unit == unit);
     }
+    let repeat_requests: Vec<Value> = repeats
+        .iter()
+        .map(|r| {
+            json!({
+                "unit": r.unit,
+                "topic": r.topic,
+                "closed": r.closed,
+                "repeat_requests": r.repeats,
+                "repeat_request_rate": (r.closed > 0).then(|| r.repeats as f64 / r.closed as f64),
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "from": query.from,
         "to": query.to,
         "units": per_unit,
+        "repeat_requests": repeat_requests,
     })))
 }
 

@@ -218,6 +218,7 @@ pub(crate) async fn appeal(
         "terms": appeal.terms,
         "model_version": appeal.model_version,
         "case_id": appeal.case_id,
+        "repeat_match": appeal.repeat_match,
         "case_state": detail.as_ref().map(|d| d["state"].clone()),
         "lead_unit": detail.as_ref().map(|d| d["lead_unit"].clone()),
         "assisting_units": detail.as_ref().map(|d| d["assisting_units"].clone()).unwrap_or(json!([])),
@@ -249,6 +250,7 @@ pub(crate) async fn case(
                 "content": a.content,
                 "received_at": a.received_at.to_rfc3339(),
                 "caller": caller_view(a, &caller),
+                "repeat_match": a.repeat_match,
             })
         })
         .collect();

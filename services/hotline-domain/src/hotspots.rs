@@ -114,7 +114,8 @@ impl HotspotPolicy {
         let (hourly_mean, weekly_mean) = (mean(&self.hourly_profile), mean(&self.weekly_profile));
         let mut share = 0.0;
         for h in 0..self.window_hours {
-            let local = (at - Duration::hours(h) - Duration::minutes(30)).with_timezone(&china_offset());
+            let local =
+                (at - Duration::hours(h) - Duration::minutes(30)).with_timezone(&china_offset());
             let hour = self
                 .hourly_profile
                 .get(local.hour() as usize)
@@ -135,15 +136,19 @@ impl HotspotPolicy {
     /// Is this a surge? `None` when not; otherwise the evidence.
     pub fn assess(&self, key: &HotspotKey, counts: Counts, at: DateTime<Utc>) -> Option<Evidence> {
         let (floor, min_count) = match key {
-            HotspotKey::School { .. } => (self.baseline_floor_per_day_school, self.min_count_school),
-            HotspotKey::District { .. } => {
-                (self.baseline_floor_per_day_district, self.min_count_district)
+            HotspotKey::School { .. } => {
+                (self.baseline_floor_per_day_school, self.min_count_school)
             }
+            HotspotKey::District { .. } => (
+                self.baseline_floor_per_day_district,
+                self.min_count_district,
+            ),
         };
         if counts.in_window < min_count {
             return None;
         }
-        let baseline_per_day = (f64::from(counts.in_baseline) / self.baseline_days as f64).max(floor);
+        let baseline_per_day =
+            (f64::from(counts.in_baseline) / self.baseline_days as f64).max(floor);
         let expected = baseline_per_day * self.window_share(at);
         let p = poisson_at_least(counts.in_window, expected);
         (p < self.p_value).then_some(Evidence {
@@ -161,7 +166,8 @@ impl HotspotPolicy {
             HotspotKey::School { .. } => self.baseline_floor_per_day_school,
             HotspotKey::District { .. } => self.baseline_floor_per_day_district,
         };
-        let baseline_per_day = (f64::from(counts.in_baseline) / self.baseline_days as f64).max(floor);
+        let baseline_per_day =
+            (f64::from(counts.in_baseline) / self.baseline_days as f64).max(floor);
         f64::from(counts.in_window) <= (baseline_per_day * self.window_share(at)).ceil()
     }
 }
@@ -226,7 +232,10 @@ impl Replay {
         while times.front().is_some_and(|t| *t <= horizon) {
             times.pop_front();
         }
-        let in_window = times.iter().filter(|t| **t > window_start && **t <= at).count();
+        let in_window = times
+            .iter()
+            .filter(|t| **t > window_start && **t <= at)
+            .count();
         Counts {
             in_window: in_window as u32,
             in_baseline: (times.iter().filter(|t| **t <= window_start).count()) as u32,
@@ -268,8 +277,10 @@ impl Replay {
             let counts = self.counts(&key, now);
             if self.policy.resolved(counts, now, &key) {
                 self.open.remove(&key);
-                self.quiet_until
-                    .insert(key.clone(), now + Duration::hours(self.policy.cooldown_hours));
+                self.quiet_until.insert(
+                    key.clone(),
+                    now + Duration::hours(self.policy.cooldown_hours),
+                );
                 changes.push(HotspotChange::Resolved {
                     key,
                     at: now,
@@ -305,7 +316,10 @@ mod tests {
             (2, 0.5, 1.0 - 1.5 * (-0.5f64).exp()),
         ];
         for (k, lambda, expected) in cases {
-            assert!((poisson_at_least(k, lambda) - expected).abs() < 1e-12, "{k} {lambda}");
+            assert!(
+                (poisson_at_least(k, lambda) - expected).abs() < 1e-12,
+                "{k} {lambda}"
+            );
         }
         assert!(poisson_at_least(10, 1.0) < 1e-6);
     }
@@ -325,14 +339,45 @@ mod tests {
         let cases = [
             ("two appeals are never a surge", &school, 2, 0, false),
             ("three at a quiet school is", &school, 3, 0, true),
-            ("three where that is normal is not", &school, 3, 28 * 12, false),
-            ("district: five is below the minimum", &district, 5, 0, false),
-            ("district: seven against a quiet baseline", &district, 7, 28, true),
-            ("district: seven in the enrolment season is normal", &district, 7, 28 * 30, false),
+            (
+                "three where that is normal is not",
+                &school,
+                3,
+                28 * 12,
+                false,
+            ),
+            (
+                "district: five is below the minimum",
+                &district,
+                5,
+                0,
+                false,
+            ),
+            (
+                "district: seven against a quiet baseline",
+                &district,
+                7,
+                28,
+                true,
+            ),
+            (
+                "district: seven in the enrolment season is normal",
+                &district,
+                7,
+                28 * 30,
+                false,
+            ),
         ];
         for (name, key, in_window, in_baseline, expected) in cases {
             let got = policy
-                .assess(key, Counts { in_window, in_baseline }, morning)
+                .assess(
+                    key,
+                    Counts {
+                        in_window,
+                        in_baseline,
+                    },
+                    morning,
+                )
                 .is_some();
             assert_eq!(got, expected, "{name}");
         }
@@ -344,8 +389,13 @@ mod tests {
         let day = policy.window_share(at(1, 11, 0));
         let night = policy.window_share(at(1, 4, 0));
         assert!(day > 4.0 * night, "{day} vs {night}");
-        let total: f64 = (0..8).map(|i| policy.window_share(at(1, 3 * i + 2, 0))).sum();
-        assert!((total - 1.0).abs() < 0.25, "a day's windows add up to about one day: {total}");
+        let total: f64 = (0..8)
+            .map(|i| policy.window_share(at(1, 3 * i + 2, 0)))
+            .sum();
+        assert!(
+            (total - 1.0).abs() < 0.25,
+            "a day's windows add up to about one day: {total}"
+        );
     }
 
     #[test]
@@ -363,18 +413,35 @@ mod tests {
         let detected: Vec<_> = changes
             .iter()
             .filter(|c| {
-                matches!(c, HotspotChange::Detected { key: HotspotKey::School { .. }, .. })
+                matches!(
+                    c,
+                    HotspotChange::Detected {
+                        key: HotspotKey::School { .. },
+                        ..
+                    }
+                )
             })
             .collect();
         assert_eq!(detected.len(), 1, "{changes:?}");
-        let HotspotChange::Detected { at: raised, evidence, .. } = detected[0] else {
+        let HotspotChange::Detected {
+            at: raised,
+            evidence,
+            ..
+        } = detected[0]
+        else {
             unreachable!()
         };
         assert_eq!(*raised, at(1, 11, 24), "raised on the third appeal");
         assert_eq!(evidence.count, 3);
         let resolved = replay.tick(at(1, 18, 0));
         assert!(
-            resolved.iter().any(|c| matches!(c, HotspotChange::Resolved { key: HotspotKey::School { .. }, .. })),
+            resolved.iter().any(|c| matches!(
+                c,
+                HotspotChange::Resolved {
+                    key: HotspotKey::School { .. },
+                    ..
+                }
+            )),
             "{resolved:?}"
         );
         // A new burst in the cooldown is not raised again.
@@ -389,7 +456,13 @@ mod tests {
             })
             .collect();
         assert!(
-            !again.iter().any(|c| matches!(c, HotspotChange::Detected { key: HotspotKey::School { .. }, .. })),
+            !again.iter().any(|c| matches!(
+                c,
+                HotspotChange::Detected {
+                    key: HotspotKey::School { .. },
+                    ..
+                }
+            )),
             "{again:?}"
         );
     }

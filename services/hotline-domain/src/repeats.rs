@@ -272,9 +272,24 @@ mod tests {
     #[test]
     fn similarity_of_texts() {
         let cases: &[(&str, &str, f64, f64)] = &[
-            ("孩子学校食堂的饭菜是凉的", "孩子学校食堂的饭菜是凉的", 1.0, 1.0),
-            ("孩子学校食堂的饭菜是凉的", "孩子學校食堂的飯菜是涼的！！", 0.6, 1.0),
-            ("食堂饭菜是凉的", "上次反映食堂饭菜是凉的，到现在还没解决，孩子天天吃凉饭", 0.55, 0.9),
+            (
+                "孩子学校食堂的饭菜是凉的",
+                "孩子学校食堂的饭菜是凉的",
+                1.0,
+                1.0,
+            ),
+            (
+                "孩子学校食堂的饭菜是凉的",
+                "孩子學校食堂的飯菜是涼的！！",
+                0.6,
+                1.0,
+            ),
+            (
+                "食堂饭菜是凉的",
+                "上次反映食堂饭菜是凉的，到现在还没解决，孩子天天吃凉饭",
+                0.55,
+                0.9,
+            ),
             ("食堂饭菜是凉的", "校外培训机构违规补课收费高", 0.0, 0.1),
             ("", "食堂", 0.0, 0.0),
             ("hello", "no chinese at all", 0.0, 0.3),
@@ -307,13 +322,47 @@ mod tests {
         };
         let first = facts("c1", "青岛第七中学", TopicCode::Canteen, 0, &canteen);
         let cases = [
-            ("same caller, same matter, days later", facts("c1", "青岛第七中学", TopicCode::Canteen, 72, &canteen_again), Some(RepeatKind::SameCaller)),
-            ("same caller after the window", facts("c1", "青岛第七中学", TopicCode::Canteen, 24 * 31, &canteen), None),
-            ("same caller, another matter", facts("c1", "青岛第七中学", TopicCode::Fees, 5, &fees), None),
-            ("another parent, same incident", facts("c2", "青岛第七中学", TopicCode::Canteen, 3, &canteen_again), Some(RepeatKind::SameMatter)),
-            ("another parent, same words, another school", facts("c2", "青岛第九中学", TopicCode::Canteen, 3, &other_school), None),
-            ("another parent, same incident, weeks later", facts("c2", "青岛第七中学", TopicCode::Canteen, 24 * 20, &canteen_again), None),
-            ("earlier than the first", facts("c1", "青岛第七中学", TopicCode::Canteen, -1, &canteen), None),
+            (
+                "same caller, same matter, days later",
+                facts("c1", "青岛第七中学", TopicCode::Canteen, 72, &canteen_again),
+                Some(RepeatKind::SameCaller),
+            ),
+            (
+                "same caller after the window",
+                facts("c1", "青岛第七中学", TopicCode::Canteen, 24 * 31, &canteen),
+                None,
+            ),
+            (
+                "same caller, another matter",
+                facts("c1", "青岛第七中学", TopicCode::Fees, 5, &fees),
+                None,
+            ),
+            (
+                "another parent, same incident",
+                facts("c2", "青岛第七中学", TopicCode::Canteen, 3, &canteen_again),
+                Some(RepeatKind::SameMatter),
+            ),
+            (
+                "another parent, same words, another school",
+                facts("c2", "青岛第九中学", TopicCode::Canteen, 3, &other_school),
+                None,
+            ),
+            (
+                "another parent, same incident, weeks later",
+                facts(
+                    "c2",
+                    "青岛第七中学",
+                    TopicCode::Canteen,
+                    24 * 20,
+                    &canteen_again,
+                ),
+                None,
+            ),
+            (
+                "earlier than the first",
+                facts("c1", "青岛第七中学", TopicCode::Canteen, -1, &canteen),
+                None,
+            ),
         ];
         for (name, new, expected) in cases {
             let got = policy.judge(&new, &first).map(|m| m.kind);

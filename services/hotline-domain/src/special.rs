@@ -117,6 +117,9 @@ mod tests {
         let closed = DateTime::<Utc>::from_timestamp(1_790_000_000, 0).unwrap();
         let periods = policy.kpi_periods(closed);
         assert_eq!(periods.before.1, closed);
-        assert_eq!(periods.after.1 - periods.after.0, Duration::days(policy.kpi_days));
+        assert_eq!(
+            periods.after.1 - periods.after.0,
+            Duration::days(policy.kpi_days)
+        );
     }
 }

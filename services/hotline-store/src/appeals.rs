@@ -38,6 +38,9 @@ pub struct AppealRow {
     pub model_version: Option<String>,
     pub classified_at: Option<DateTime<Utc>>,
     pub case_id: Option<Uuid>,
+    pub caller_key: Option<String>,
+    pub repeat_match: Option<serde_json::Value>,
+    pub repeat_check: bool,
 }
 
 /// Where an idempotent insert ended.
@@ -57,6 +60,8 @@ pub struct AppealMeta<'a> {
     /// Hash of the request body, to tell a retry from a different request reusing a key.
     pub request_hash: &'a str,
     pub traceparent: Option<&'a str>,
+    /// Keyed hash of the caller's phone.
+    pub caller_key: Option<&'a str>,
 }
 
 pub async fn insert(
@@ -68,8 +73,8 @@ pub async fn insert(
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO appeals (id, content, channel, caller_name, caller_phone, caller_phone_masked,
              caller_confidential, district_hint, school_hint, received_at, filed_by, external_id,
-             idempotency_key, request_hash, historical, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             idempotency_key, request_hash, historical, traceparent, caller_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(id)
@@ -88,6 +93,7 @@ pub async fn insert(
     .bind(meta.request_hash)
     .bind(appeal.provenance == Provenance::Historical)
     .bind(meta.traceparent)
+    .bind(meta.caller_key)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(id) = inserted {
@@ -203,4 +209,103 @@ pub async fn first_classifications(
     .bind(case_ids)
     .fetch_all(conn)
     .await?)
+}
+
+/// An earlier appeal that a new one may repeat, with its case.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RepeatCandidate {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub content: String,
+    pub caller_key: Option<String>,
+    pub topic: Option<String>,
+    pub district: Option<String>,
+    pub school: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub case_state: String,
+}
+
+/// Earlier appeals with a case that could be the same matter: from the same caller since
+/// `caller_since`, or about the same school and topic since `school_since`. Newest first.
+#[allow(clippy::too_many_arguments)]
+pub async fn repeat_candidates(
+    conn: &mut PgConnection,
+    appeal_id: Uuid,
+    received_at: DateTime<Utc>,
+    caller_key: Option<&str>,
+    caller_since: DateTime<Utc>,
+    school: Option<&str>,
+    topic: &str,
+    school_since: DateTime<Utc>,
+) -> Result<Vec<RepeatCandidate>> {
+    Ok(sqlx::query_as::<_, RepeatCandidate>(
+        "SELECT a.id, a.case_id, a.content, a.caller_key, a.topic, a.district, a.school,
+                a.received_at, c.state AS case_state
+         FROM appeals a JOIN cases c ON c.id = a.case_id
+         WHERE a.id <> $1 AND a.received_at <= $2
+           AND c.state NOT IN ('transferred_out', 'linked', 'triage')
+           AND (($3::text IS NOT NULL AND a.caller_key = $3 AND a.received_at >= $4)
+             OR ($5::text IS NOT NULL AND a.school = $5 AND a.topic = $6 AND a.received_at >= $7))
+         ORDER BY a.received_at DESC LIMIT 50",
+    )
+    .bind(appeal_id)
+    .bind(received_at)
+    .bind(caller_key)
+    .bind(caller_since)
+    .bind(school)
+    .bind(topic)
+    .bind(school_since)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Cases the same caller opened since `since`, newest first: shown to the operator at filing.
+pub async fn same_caller_cases(
+    conn: &mut PgConnection,
+    caller_key: &str,
+    since: DateTime<Utc>,
+    except: Uuid,
+) -> Result<Vec<(Uuid, Uuid, DateTime<Utc>, Option<String>, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT a.id, a.case_id, a.received_at, a.topic, c.state
+         FROM appeals a JOIN cases c ON c.id = a.case_id
+         WHERE a.caller_key = $1 AND a.received_at >= $2 AND a.id <> $3
+         ORDER BY a.received_at DESC LIMIT 10",
+    )
+    .bind(caller_key)
+    .bind(since)
+    .bind(except)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The appeal joined an existing case as a repeat.
+pub async fn join_case(
+    conn: &mut PgConnection,
+    id: Uuid,
+    case_id: Uuid,
+    repeat_match: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE appeals SET case_id = $2, status = 'routed', repeat_match = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(case_id)
+    .bind(repeat_match)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An operator took the appeal out of the case it joined: it waits to be routed on its own.
+pub async fn detach_for_routing(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE appeals SET case_id = NULL, status = 'classified', repeat_match = NULL,
+             repeat_check = false
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

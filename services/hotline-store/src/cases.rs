@@ -25,6 +25,8 @@ pub struct CaseRow {
     pub paused_at: Option<DateTime<Utc>>,
     pub pause_reason: Option<String>,
     pub ruling_requested: Option<serde_json::Value>,
+    pub repeat_of: Option<Uuid>,
+    pub repeat_of_unit: Option<String>,
 }
 
 pub struct NewCase<'a> {
@@ -389,6 +391,33 @@ pub async fn set_paused(
         .bind(id)
         .bind(paused.map(|p| p.0))
         .bind(paused.map(|p| p.1))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The case's most recent lead unit, current or not.
+pub async fn last_lead(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT unit_code FROM assignments WHERE case_id = $1 AND role = 'lead'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(case_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Marks a new case as a repeat request of a closed one, charged to the unit that closed it.
+pub async fn set_repeat_of(
+    conn: &mut PgConnection,
+    id: Uuid,
+    repeat_of: Uuid,
+    unit: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE cases SET repeat_of = $2, repeat_of_unit = $3 WHERE id = $1")
+        .bind(id)
+        .bind(repeat_of)
+        .bind(unit)
         .execute(conn)
         .await?;
     Ok(())

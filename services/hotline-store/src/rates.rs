@@ -97,3 +97,41 @@ pub async fn case_records(
         })
         .collect())
 }
+
+/// Repeat requests (重复诉求) per (unit, topic) in [from, to): cases the unit closed in the period,
+/// and new cases in the period about a matter it had closed (charged to it).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct RepeatRequests {
+    pub unit: String,
+    pub topic: String,
+    pub closed: i64,
+    pub repeats: i64,
+}
+
+pub async fn repeat_requests(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<RepeatRequests>> {
+    Ok(sqlx::query_as::<_, RepeatRequests>(
+        "WITH closed AS (
+             SELECT a.unit_code AS unit, c.topic, count(DISTINCT c.id) AS n
+             FROM cases c
+             JOIN assignments a ON a.case_id = c.id AND a.role = 'lead' AND a.ended_at IS NULL
+             WHERE c.state IN ('closed', 'callback_done') AND c.updated_at >= $1 AND c.updated_at < $2
+             GROUP BY 1, 2),
+         repeats AS (
+             SELECT repeat_of_unit AS unit, topic, count(*) AS n FROM cases
+             WHERE repeat_of IS NOT NULL AND repeat_of_unit IS NOT NULL
+               AND received_at >= $1 AND received_at < $2
+             GROUP BY 1, 2)
+         SELECT coalesce(c.unit, r.unit) AS unit, coalesce(c.topic, r.topic) AS topic,
+                coalesce(c.n, 0) AS closed, coalesce(r.n, 0) AS repeats
+         FROM closed c FULL JOIN repeats r ON c.unit = r.unit AND c.topic = r.topic
+         ORDER BY 1, 2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?)
+}

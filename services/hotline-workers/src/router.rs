@@ -6,6 +6,7 @@ use crate::{parse_uuid, sqlx_error, store_error, Clock};
 use hotline_bus::{Handler, HandlerError};
 use hotline_domain::case::{transition, CaseCommand, CaseState, ReturnReason};
 use hotline_domain::district::DistrictMatcher;
+use hotline_domain::repeats::{AppealFacts, Fingerprint, RepeatMatch, RepeatPolicy};
 use hotline_domain::returns::{AfterReturn, ReturnedCase};
 use hotline_domain::routing::{
     Assignment, AssignmentRole, DispatchCatalogue, RoutingDecision, RoutingInput,
@@ -25,6 +26,7 @@ pub struct Directories {
     pub schools: SchoolDirectory,
     pub catalogue: DispatchCatalogue,
     pub districts: DistrictMatcher,
+    pub repeats: RepeatPolicy,
 }
 
 impl Directories {
@@ -33,6 +35,7 @@ impl Directories {
         let catalogue = DispatchCatalogue::builtin(&units);
         Self {
             districts: DistrictMatcher::new(&units),
+            repeats: RepeatPolicy::builtin(),
             units,
             schools: SchoolDirectory::builtin(),
             catalogue,
@@ -118,6 +121,24 @@ impl<C: Clock> RouterWorker<C> {
             .ok_or_else(|| {
                 HandlerError::Failed(format!("appeal {appeal_id} is not in the database"))
             })?;
+
+        let mut repeat_of: Option<(Uuid, Option<String>, RepeatMatch)> = None;
+        if !appeal.historical && appeal.repeat_check {
+            match self.find_repeat(&mut tx, &appeal, &classification).await? {
+                Some(found) if found.case_open => {
+                    self.join(&mut tx, event, &appeal, found).await?;
+                    tx.commit().await.map_err(sqlx_error)?;
+                    return Ok(());
+                }
+                Some(found) => {
+                    let unit = cases::last_lead(&mut tx, found.case_id)
+                        .await
+                        .map_err(store_error)?;
+                    repeat_of = Some((found.case_id, unit, found.matched));
+                }
+                None => {}
+            }
+        }
 
         let dirs = &self.directories;
         let school = classification
@@ -212,12 +233,149 @@ impl<C: Clock> RouterWorker<C> {
         cases::record_transition(&mut tx, case_id, None, state.as_str(), &routed, detail)
             .await
             .map_err(store_error)?;
+        if let Some((first, unit, matched)) = &repeat_of {
+            // 重复诉求: the first case was closed, yet the matter is back.
+            cases::set_repeat_of(&mut tx, case_id, *first, unit.as_deref())
+                .await
+                .map_err(store_error)?;
+            metrics::counter!("hotline_repeat_requests_total", "topic" => topic.to_owned())
+                .increment(1);
+            tracing::info!(%case_id, repeat_of = %first, kind = matched.kind.as_str(), "repeat of a closed case");
+        }
         appeals::attach_to_case(&mut tx, appeal_id, case_id, state.as_str())
             .await
             .map_err(store_error)?;
         tx.commit().await.map_err(sqlx_error)?;
         metrics::counter!("hotline_cases_created_total", "state" => state.as_str()).increment(1);
         tracing::info!(%case_id, %appeal_id, state = %state, %rule, "case created");
+        Ok(())
+    }
+
+    /// The best earlier appeal this one repeats, if any.
+    async fn find_repeat(
+        &self,
+        tx: &mut hotline_store::PgConnection,
+        appeal: &appeals::AppealRow,
+        classification: &hotline_domain::classify::Classification,
+    ) -> Result<Option<FoundRepeat>, HandlerError> {
+        let policy = &self.directories.repeats;
+        let at = appeal.received_at;
+        let candidates = appeals::repeat_candidates(
+            tx,
+            appeal.id,
+            at,
+            appeal.caller_key.as_deref(),
+            at - chrono::Duration::days(policy.same_caller_days),
+            classification.school.as_deref(),
+            classification.topic.as_str(),
+            at - chrono::Duration::hours(policy.other_caller_hours),
+        )
+        .await
+        .map_err(store_error)?;
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let fingerprint = Fingerprint::of(&appeal.content);
+        let new = AppealFacts {
+            caller: appeal.caller_key.as_deref(),
+            topic: classification.topic,
+            district: classification.district.as_deref(),
+            school: classification.school.as_deref(),
+            received_at: at,
+            fingerprint: &fingerprint,
+        };
+        let mut best: Option<FoundRepeat> = None;
+        for candidate in &candidates {
+            let Some(topic) = candidate.topic.as_deref().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let earlier_fingerprint = Fingerprint::of(&candidate.content);
+            let earlier = AppealFacts {
+                caller: candidate.caller_key.as_deref(),
+                topic,
+                district: candidate.district.as_deref(),
+                school: candidate.school.as_deref(),
+                received_at: candidate.received_at,
+                fingerprint: &earlier_fingerprint,
+            };
+            let Some(matched) = policy.judge(&new, &earlier) else {
+                continue;
+            };
+            let case_open = !matches!(candidate.case_state.as_str(), "closed" | "callback_done");
+            let found = FoundRepeat {
+                appeal_id: candidate.id,
+                case_id: candidate.case_id,
+                case_state: candidate.case_state.clone(),
+                case_open,
+                matched,
+            };
+            // An open case beats a closed one; then the closer text.
+            let better = best.as_ref().is_none_or(|b| {
+                (found.case_open, found.matched.similarity) > (b.case_open, b.matched.similarity)
+            });
+            if better {
+                best = Some(found);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Joins the appeal to the open case it repeats: the unit sees one case with every caller.
+    async fn join(
+        &self,
+        tx: &mut hotline_store::PgConnection,
+        event: &Event,
+        appeal: &appeals::AppealRow,
+        found: FoundRepeat,
+    ) -> Result<(), HandlerError> {
+        cases::lock(tx, found.case_id).await.map_err(store_error)?;
+        let reason = format!(
+            "{} (text overlap {:.2}) with appeal {}",
+            match found.matched.kind {
+                hotline_domain::repeats::RepeatKind::SameCaller => "same caller, same matter",
+                hotline_domain::repeats::RepeatKind::SameMatter =>
+                    "another caller, same matter at the same school",
+            },
+            found.matched.similarity,
+            found.appeal_id
+        );
+        let linked = Event::new(
+            found.case_id.to_string(),
+            Actor::system(NAME),
+            self.clock.now(),
+            Payload::RepeatLinked(v1::RepeatLinked {
+                primary_case_id: found.case_id.to_string(),
+                repeat_case_id: String::new(),
+                appeal_ids: vec![appeal.id.to_string()],
+                reason: reason.clone(),
+                match_kind: found.matched.kind.as_str().to_owned(),
+                similarity: found.matched.similarity,
+            }),
+        )
+        .with_traceparent(event.traceparent.clone());
+        let detail = serde_json::json!({
+            "appeal_ids": [appeal.id],
+            "matched_appeal": found.appeal_id,
+            "kind": found.matched.kind,
+            "similarity": found.matched.similarity,
+            "reason": reason,
+        });
+        cases::record_transition(
+            tx,
+            found.case_id,
+            Some(&found.case_state),
+            &found.case_state,
+            &linked,
+            detail.clone(),
+        )
+        .await
+        .map_err(store_error)?;
+        appeals::join_case(tx, appeal.id, found.case_id, detail)
+            .await
+            .map_err(store_error)?;
+        metrics::counter!("hotline_repeats_linked_total", "kind" => found.matched.kind.as_str())
+            .increment(1);
+        tracing::info!(appeal_id = %appeal.id, case_id = %found.case_id, kind = found.matched.kind.as_str(), "appeal joined the case it repeats");
         Ok(())
     }
 
@@ -428,4 +586,12 @@ fn alternatives(appeals: &[hotline_store::appeals::AppealRow]) -> Vec<TopicCode>
                 .collect()
         })
         .unwrap_or_default()
+}
+
+struct FoundRepeat {
+    appeal_id: Uuid,
+    case_id: Uuid,
+    case_state: String,
+    case_open: bool,
+    matched: RepeatMatch,
 }

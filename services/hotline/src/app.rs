@@ -152,6 +152,8 @@ pub async fn start<C: Clock + Clone>(
                     calendar: Arc::clone(&calendar),
                     policy: Arc::new(policy(config)?),
                     directories: Arc::clone(&directories),
+                    caller_key_secret: config.caller_key_secret().into(),
+                    repeat_policy: Arc::new(hotline_domain::repeats::RepeatPolicy::builtin()),
                 };
                 tasks.spawn(hotline_api::stats::run_rate_gauges(
                     state.clone(),

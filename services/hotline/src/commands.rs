@@ -221,6 +221,7 @@ pub async fn import(
         other => bail!("unknown import format `{other}`: use --format csv or --format jsonl"),
     };
     let pool = hotline_store::db::prepare(&config.database_url, 4).await?;
+    let caller_key_secret = config.caller_key_secret();
     let provenance = if historical {
         Provenance::Historical
     } else {
@@ -244,7 +245,17 @@ pub async fn import(
             }
         };
         let fingerprint = intake::fingerprint(&appeal);
-        match intake::file_appeal(&pool, &appeal, actor.clone(), None, &fingerprint, now).await {
+        match intake::file_appeal(
+            &pool,
+            &appeal,
+            actor.clone(),
+            None,
+            &fingerprint,
+            &caller_key_secret,
+            now,
+        )
+        .await
+        {
             Ok(outcome) if outcome.created => created += 1,
             Ok(_) => existing += 1,
             Err(IntakeError::KeyReused { existing: id }) => {

@@ -78,6 +78,16 @@ pub struct Config {
         hide_env_values = true
     )]
     pub kafka_sasl_password: Option<Secret>,
+    /// Key of the callers' phone hashes (HMAC-SHA256): repeats are found by the hash, so the
+    /// number itself is never compared or logged. Keep it secret and stable: changing it
+    /// forgets every caller. A development key is used when unset.
+    #[arg(
+        long,
+        env = "HOTLINE_CALLER_KEY_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub caller_key_secret: Option<Secret>,
     /// Where the HTTP API listens.
     #[arg(
         long,
@@ -174,7 +184,17 @@ pub struct Config {
     pub log_format: String,
 }
 
+/// The key used when HOTLINE_CALLER_KEY_SECRET is unset (local runs and tests).
+const DEVELOPMENT_CALLER_KEY: &str = "hotline-development-caller-key";
+
 impl Config {
+    pub fn caller_key_secret(&self) -> String {
+        match &self.caller_key_secret {
+            Some(secret) => secret.expose().to_owned(),
+            None => DEVELOPMENT_CALLER_KEY.to_owned(),
+        }
+    }
+
     pub fn webhook_policy(&self) -> hotline_workers::notifier::RetryPolicy {
         use std::time::Duration;
         hotline_workers::notifier::RetryPolicy {

@@ -100,6 +100,7 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
         idempotency_key: None,
         request_hash: "x",
         traceparent: None,
+        caller_key: None,
     };
     appeals::insert(&mut conn, missing, &appeal, &meta)
         .await

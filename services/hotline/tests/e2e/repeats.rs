@@ -127,3 +127,184 @@ async fn a_repeat_is_linked_to_the_case_it_repeats() {
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+async fn file_from(api: &Api, token: &str, phone: &str, content: &str) -> Value {
+    let (status, body) = api
+        .post(
+            "/api/v1/appeals",
+            token,
+            &json!({"content": content, "channel": "phone", "caller": {"phone": phone}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closing_unit() {
+    let env = TestEnv::new().await;
+    let stack = env.start_all(SystemClock).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let manager = token(&stack.pool, Role::Manager, None).await;
+    let licang = token(&stack.pool, Role::Unit, Some("licang")).await;
+
+    // The same caller calls again about the same matter, in other words.
+    let first = file_from(
+        &api,
+        &operator,
+        "13800001111",
+        "青岛第五十中学食堂周三午饭的鸡腿有股馊味，孩子吃了拉肚子，学校也没个说法",
+    )
+    .await;
+    let first = api
+        .wait_settled(&operator, first["id"].as_str().unwrap())
+        .await;
+    let case_id = first["case_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["lead_unit"], "licang", "{first}");
+    let again = file_from(
+        &api,
+        &operator,
+        "138-0000-1111",
+        "第二次打电话了，五十中食堂鸡腿变质的事到现在没人管，孩子还在拉肚子",
+    )
+    .await;
+    // The operator sees the caller's open case as soon as the appeal is filed.
+    assert_eq!(
+        again["same_caller_cases"][0]["case_id"],
+        case_id.as_str(),
+        "{again}"
+    );
+    let again = api
+        .wait_settled(&operator, again["id"].as_str().unwrap())
+        .await;
+    assert_eq!(again["case_id"], case_id.as_str(), "joined the open case");
+    assert_eq!(again["repeat_match"]["kind"], "same_caller");
+
+    // Another parent about the same incident at the same school joins too; the same complaint
+    // about another school does not.
+    let other_parent = file_from(
+        &api,
+        &operator,
+        "13900002222",
+        "青岛第五十中学周三中午的鸡腿是坏的，我们班好几个孩子吃完肚子疼",
+    )
+    .await;
+    let other_parent = api
+        .wait_settled(&operator, other_parent["id"].as_str().unwrap())
+        .await;
+    assert_eq!(other_parent["case_id"], case_id.as_str(), "{other_parent}");
+    assert_eq!(other_parent["repeat_match"]["kind"], "same_matter");
+    let other_school = file_from(
+        &api,
+        &operator,
+        "13700003333",
+        "青岛第十九中学周三中午的鸡腿是坏的，我们班好几个孩子吃完肚子疼",
+    )
+    .await;
+    let other_school = api
+        .wait_settled(&operator, other_school["id"].as_str().unwrap())
+        .await;
+    assert_ne!(other_school["case_id"], case_id.as_str());
+
+    let (_, case) = api.get(&format!("/api/v1/cases/{case_id}"), &licang).await;
+    assert_eq!(case["appeals"].as_array().unwrap().len(), 3, "{case}");
+    assert_eq!(
+        history_events(&case)
+            .iter()
+            .filter(|e| *e == "RepeatLinked")
+            .count(),
+        2
+    );
+
+    // The operator disagrees with the second link: that appeal gets its own case.
+    let parent_id = other_parent["id"].as_str().unwrap();
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/appeals/{parent_id}/unlink"),
+            &operator,
+            &json!({"note": "不同年级，另案处理"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let own = eventually(
+        "the unlinked appeal is routed on its own",
+        Duration::from_secs(20),
+        || async {
+            let (_, appeal) = api
+                .get(&format!("/api/v1/appeals/{parent_id}"), &operator)
+                .await;
+            (appeal["status"] == "routed"
+                && appeal["case_id"].is_string()
+                && appeal["case_id"] != case_id.as_str())
+            .then_some(appeal)
+        },
+    )
+    .await;
+    assert!(own["repeat_match"].is_null());
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/appeals/{parent_id}/unlink"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // The case is handled and closed; the caller comes back: a new case, a repeat request
+    // charged to the unit that closed the first.
+    for (action, token, body) in [
+        ("accept", &licang, json!({})),
+        ("contact", &licang, json!({"note": "已联系家长"})),
+        ("resolve", &licang, json!({"result": "已约谈配餐公司"})),
+        (
+            "callback",
+            &operator,
+            json!({"reached": true, "solved": true, "satisfaction": "satisfied"}),
+        ),
+        ("close", &operator, json!({})),
+    ] {
+        let (status, body) = api
+            .post(&format!("/api/v1/cases/{case_id}/{action}"), token, &body)
+            .await;
+        assert_eq!(status, 200, "{action}: {body}");
+    }
+    let back = file_from(
+        &api,
+        &operator,
+        "13800001111",
+        "五十中食堂的鸡腿又是馊的，上次说整改了，根本没改",
+    )
+    .await;
+    let back = api
+        .wait_settled(&operator, back["id"].as_str().unwrap())
+        .await;
+    assert_ne!(back["case_id"], case_id.as_str());
+    let today = chrono::Utc::now()
+        .with_timezone(&hotline_domain::calendar::china_offset())
+        .date_naive();
+    let (_, rates) = api
+        .get(
+            &format!(
+                "/api/v1/rates?from={}&to={}",
+                today - chrono::Days::new(1),
+                today
+            ),
+            &manager,
+        )
+        .await;
+    let canteen = rates["repeat_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unit"] == "licang" && r["topic"] == "canteen")
+        .cloned()
+        .expect("licang's canteen repeat requests");
+    assert_eq!(canteen["repeat_requests"], 1, "{rates}");
+    assert_eq!(canteen["closed"], 1);
+    assert_eq!(canteen["repeat_request_rate"], 1.0);
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
