@@ -7,6 +7,7 @@ pub mod error;
 mod extensions;
 pub mod intake;
 mod openapi;
+mod proactive;
 pub mod stats;
 mod views;
 mod webhooks;
@@ -80,6 +81,26 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::skip),
         )
         .route("/api/v1/rates", get(stats::rates))
+        .route("/api/v1/hotspots", get(proactive::hotspots))
+        .route("/api/v1/proactive/tasks", get(proactive::tasks))
+        .route(
+            "/api/v1/proactive/tasks/{id}/done",
+            post(proactive::complete_task),
+        )
+        .route("/api/v1/proactive/events", get(proactive::events))
+        .route(
+            "/api/v1/special-items",
+            get(proactive::special_items).post(proactive::open_special_item),
+        )
+        .route("/api/v1/special-items/{id}", get(proactive::special_item))
+        .route(
+            "/api/v1/special-items/{id}/notes",
+            post(proactive::add_note),
+        )
+        .route(
+            "/api/v1/special-items/{id}/close",
+            post(proactive::close_item),
+        )
         .route("/api/v1/calendar", get(calendar::show).post(calendar::load))
         .route("/api/v1/cases/{id}/pause", post(extensions::pause))
         .route("/api/v1/cases/{id}/link", post(cases::link))
@@ -123,6 +144,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/webhooks/deliveries/{id}/retry"),
     ("post", "/api/v1/webhooks/deliveries/{id}/skip"),
     ("get", "/api/v1/rates"),
+    ("get", "/api/v1/hotspots"),
+    ("get", "/api/v1/proactive/tasks"),
+    ("post", "/api/v1/proactive/tasks/{id}/done"),
+    ("get", "/api/v1/proactive/events"),
+    ("get", "/api/v1/special-items"),
+    ("post", "/api/v1/special-items"),
+    ("get", "/api/v1/special-items/{id}"),
+    ("post", "/api/v1/special-items/{id}/notes"),
+    ("post", "/api/v1/special-items/{id}/close"),
     ("get", "/api/v1/calendar"),
     ("post", "/api/v1/calendar"),
 ];

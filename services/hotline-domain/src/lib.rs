@@ -7,6 +7,7 @@ pub mod case;
 pub mod classify;
 pub mod deadlines;
 pub mod district;
+pub mod generator;
 pub mod hotspots;
 pub mod phone;
 pub mod playbooks;

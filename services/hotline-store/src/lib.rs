@@ -10,6 +10,7 @@ pub mod db;
 pub mod deadlines;
 pub mod extensions;
 pub mod outbox;
+pub mod proactive;
 pub mod processed;
 pub mod rates;
 pub mod tokens;

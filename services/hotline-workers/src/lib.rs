@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod classifier;
 pub mod clock;
 pub mod notifier;
+pub mod proactive;
 pub mod relay;
 pub mod router;
 pub mod tracker;

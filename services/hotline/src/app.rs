@@ -10,6 +10,7 @@ use hotline_store::PgPool;
 use hotline_workers::calendar::{run_calendar_reloader, CalendarSlot};
 use hotline_workers::classifier::{run_model_reloader, ClassifierWorker, ModelSlot};
 use hotline_workers::notifier::{run_sender, NotifierWorker};
+use hotline_workers::proactive::{run_proactive_scanner, ProactiveRules, ProactiveWorker};
 use hotline_workers::router::{Directories, RouterWorker};
 use hotline_workers::tracker::{run_deadline_scanner, Rules, TrackerWorker};
 use hotline_workers::Clock;
@@ -28,16 +29,19 @@ pub enum Component {
     Tracker,
     /// Webhooks to units: queues a delivery per case event and unit, and sends them.
     Notifier,
+    /// Hotspots, special items and seasonal reminders (未诉先办, 专项深办).
+    Proactive,
 }
 
 impl Component {
-    pub const ALL: [Component; 6] = [
+    pub const ALL: [Component; 7] = [
         Component::Api,
         Component::Relay,
         Component::Classifier,
         Component::Router,
         Component::Tracker,
         Component::Notifier,
+        Component::Proactive,
     ];
 }
 
@@ -252,6 +256,29 @@ pub async fn start<C: Clock + Clone>(
                     pool.clone(),
                     clock.clone(),
                     Duration::from_millis(config.deadline_scan_interval_ms),
+                    shutdown.clone(),
+                ));
+            }
+            Component::Proactive => {
+                let rules = Arc::new(ProactiveRules::builtin(Arc::clone(&directories)));
+                let worker = ProactiveWorker {
+                    pool: pool.clone(),
+                    rules: Arc::clone(&rules),
+                    clock: clock.clone(),
+                };
+                spawn_consumer(
+                    &mut tasks,
+                    &kafka,
+                    &publisher,
+                    worker,
+                    &[Stream::Appeals, Stream::Cases],
+                    &shutdown,
+                );
+                tasks.spawn(run_proactive_scanner(
+                    pool.clone(),
+                    rules,
+                    clock.clone(),
+                    Duration::from_millis(config.proactive_scan_interval_ms),
                     shutdown.clone(),
                 ));
             }

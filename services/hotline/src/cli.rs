@@ -126,6 +126,22 @@ pub enum BenchCommand {
     Seeds,
     /// Classifier and dispatch catalogue together on the labelled routing set.
     Routing,
+    /// Repeat linking: precision and recall on the labelled pairs in seeds/repeats/.
+    Repeats,
+    /// Hotspot rules replayed in event time over generated streams: false alarms in a normal
+    /// week, detection delay of a surge at one school, alarms from the same volume spread out.
+    Hotspots {
+        #[arg(long, default_value_t = 50)]
+        runs: u64,
+        /// Mean appeals per day city-wide.
+        #[arg(long, default_value_t = 200.0)]
+        per_day: f64,
+        /// Appeals in the injected surge.
+        #[arg(long, default_value_t = 8)]
+        surge: usize,
+        #[arg(long, default_value_t = 3.0)]
+        surge_hours: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +225,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } => crate::classifier::bench_command(&train, test.as_deref(), cv, grid),
             BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
             BenchCommand::Routing => crate::classifier::bench_routing_command(),
+            BenchCommand::Repeats => crate::proactive_bench::bench_repeats_command(),
+            BenchCommand::Hotspots {
+                runs,
+                per_day,
+                surge,
+                surge_hours,
+            } => crate::proactive_bench::bench_hotspots_command(runs, per_day, surge, surge_hours),
         },
     }
 }

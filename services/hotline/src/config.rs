@@ -135,6 +135,14 @@ pub struct Config {
         global = true
     )]
     pub rates_interval_ms: u64,
+    /// How often hotspots are checked for resolution and playbook reminders for due seasons.
+    #[arg(
+        long,
+        env = "HOTLINE_PROACTIVE_SCAN_INTERVAL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub proactive_scan_interval_ms: u64,
     /// Webhook attempts before a delivery is parked as failed (and that case's later deliveries to
     /// the unit wait for an admin).
     #[arg(

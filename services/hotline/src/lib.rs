@@ -5,4 +5,5 @@ pub mod classifier;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod proactive_bench;
 pub mod telemetry;

@@ -18,6 +18,7 @@ mod http_errors;
 mod import;
 mod local_stack;
 mod pipeline;
+mod proactive;
 mod rates;
 mod repeats;
 mod returns;
