@@ -29,6 +29,8 @@ pub(crate) enum Permission {
     Lead,
     /// The lead or an assisting unit (contact).
     LeadOrAssisting,
+    /// The lead, an assisting unit or a school the case was forwarded to (adding their part).
+    Contributor,
     /// Operators and managers (assign, callback, close, transfer out).
     Staff,
     /// Managers and admins (rulings: extensions).
@@ -48,9 +50,10 @@ fn check_permission(
             matches!(caller.0.role, Role::Manager | Role::Admin)
         }
         (Permission::Lead, Access::Unit { role, .. }) => role == "lead",
-        (Permission::LeadOrAssisting, Access::Unit { role, .. }) => {
+        (Permission::LeadOrAssisting | Permission::Contributor, Access::Unit { role, .. }) => {
             role == "lead" || role == "assisting"
         }
+        (Permission::Contributor, Access::School { .. }) => true,
         _ => false,
     };
     if allowed {
@@ -63,6 +66,9 @@ fn check_permission(
         Access::Unit { .. } | Access::FormerUnit { .. } => {
             ApiError::forbidden("this unit has read-only access to the case")
         }
+        Access::School { .. } => ApiError::forbidden(
+            "the district bureau handles this case; a school adds its part (contributions)",
+        ),
         Access::Staff if matches!(permission, Permission::Manager) => {
             ApiError::forbidden("this ruling is for managers")
         }
@@ -136,7 +142,7 @@ pub(crate) fn note(
 pub(crate) fn acting_unit(access: &Access) -> String {
     match access {
         Access::Unit { unit, .. } | Access::FormerUnit { unit } => unit.clone(),
-        Access::Staff => String::new(),
+        Access::Staff | Access::School { .. } => String::new(),
     }
 }
 
@@ -278,18 +284,83 @@ pub async fn contribute(
     let note = note(request.note, "note", true)?;
     let mut tx = state.pool.begin().await?;
     let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        let school = match access {
+            Access::School { school } => school.clone(),
+            _ => String::new(),
+        };
         Ok(Action {
             command: CaseCommand::Contribute,
-            permission: Permission::LeadOrAssisting,
+            permission: Permission::Contributor,
             payload: Payload::CaseContributed(v1::CaseContributed {
                 case_id: id.to_string(),
                 unit: acting_unit(access),
                 note: note.clone(),
+                school: school.clone(),
             }),
-            detail: json!({"note": note}),
+            detail: json!({"note": note, "school": (!school.is_empty()).then_some(school)}),
         })
     })
     .await?;
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRequest {
+    pub school: String,
+    pub note: Option<String>,
+}
+
+/// 二级派单: the lead district bureau forwards the case to one of the schools it administers. It
+/// stays the lead (its clocks keep running); the school sees the case and adds its part.
+pub async fn forward(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<ForwardRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let note = note(request.note, "note", false)?;
+    let school = state
+        .directories
+        .schools
+        .by_name(request.school.trim())
+        .ok_or_else(|| ApiError::invalid_field("school", "is not a school in the directory"))?
+        .clone();
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, access| {
+        let unit = acting_unit(access);
+        if !unit.is_empty() && school.administering_unit.as_str() != unit {
+            return Err(ApiError::invalid_field(
+                "school",
+                format!(
+                    "{} is administered by {}, not by {unit}",
+                    school.name, school.administering_unit
+                ),
+            ));
+        }
+        Ok(Action {
+            command: CaseCommand::Forward,
+            permission: Permission::Lead,
+            payload: Payload::CaseForwarded(v1::CaseForwarded {
+                case_id: id.to_string(),
+                unit,
+                school: school.name.clone(),
+                note: note.clone(),
+            }),
+            detail: json!({"school": school.name, "note": note}),
+        })
+    })
+    .await?;
+    let unit = caller.0.unit.clone().unwrap_or_default();
+    if !cases::forward(&mut tx, id, &school.name, &unit, &note, state.clock.now()).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_forwarded",
+            format!("the case was already forwarded to {}", school.name),
+        ));
+    }
     tx.commit().await?;
     Ok(done(id, to))
 }
@@ -521,6 +592,8 @@ async fn place(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackRequest {
+    /// Which caller was called back, for a case with several callers; the first by default.
+    pub appeal_id: Option<String>,
     pub reached: bool,
     pub solved: bool,
     pub satisfaction: Satisfaction,
@@ -536,6 +609,38 @@ pub async fn callback(
     let id = parse_id(&id)?;
     let note = note(request.note, "note", false)?;
     let mut tx = state.pool.begin().await?;
+    // Each caller of the case is called back once per resolution.
+    cases::lock(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let appeals = hotline_store::appeals::for_case(&mut tx, id).await?;
+    let appeal_id = match request.appeal_id.as_deref() {
+        Some(raw) => Uuid::parse_str(raw.trim())
+            .ok()
+            .filter(|a| appeals.iter().any(|x| x.id == *a))
+            .ok_or_else(|| ApiError::invalid_field("appeal_id", "is not an appeal of this case"))?,
+        None => appeals
+            .first()
+            .map(|a| a.id)
+            .ok_or_else(ApiError::not_found)?,
+    };
+    let already: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = $1
+             AND e.event_type = 'CallbackRecorded' AND e.detail->>'appeal_id' = $2
+             AND e.id > coalesce((SELECT max(id) FROM case_events r
+                                  WHERE r.case_id = $1 AND r.event_type = 'CaseResolved'), 0))",
+    )
+    .bind(id)
+    .bind(appeal_id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    if already {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_called_back",
+            "this caller was already called back about this resolution",
+        ));
+    }
     let (_, to) = apply(&mut tx, &state, &caller, id, |_, _| {
         Ok(Action {
             command: CaseCommand::RecordCallback(request.satisfaction),
@@ -546,8 +651,9 @@ pub async fn callback(
                 solved: request.solved,
                 satisfaction: request.satisfaction.as_str().to_owned(),
                 note: note.clone(),
+                appeal_id: appeal_id.to_string(),
             }),
-            detail: json!({"reached": request.reached, "solved": request.solved, "satisfaction": request.satisfaction, "note": note}),
+            detail: json!({"appeal_id": appeal_id, "reached": request.reached, "solved": request.solved, "satisfaction": request.satisfaction, "note": note}),
         })
     })
     .await?;

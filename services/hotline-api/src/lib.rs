@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{id}/assign", post(cases::assign))
         .route("/api/v1/cases/{id}/ruling", post(cases::ruling))
         .route("/api/v1/cases/{id}/contributions", post(cases::contribute))
+        .route("/api/v1/cases/{id}/forward", post(cases::forward))
         .route("/api/v1/rulings", get(views::rulings))
         .route("/api/v1/cases/{id}/callback", post(cases::callback))
         .route("/api/v1/cases/{id}/close", post(cases::close))
@@ -127,6 +128,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cases/{id}/assign"),
     ("post", "/api/v1/cases/{id}/ruling"),
     ("post", "/api/v1/cases/{id}/contributions"),
+    ("post", "/api/v1/cases/{id}/forward"),
     ("get", "/api/v1/rulings"),
     ("post", "/api/v1/cases/{id}/callback"),
     ("post", "/api/v1/cases/{id}/close"),

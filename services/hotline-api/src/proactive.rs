@@ -66,8 +66,10 @@ pub(crate) async fn tasks(
 ) -> Result<Json<Value>, ApiError> {
     let unit = match (caller.0.role, caller.0.unit.as_deref()) {
         (Role::Unit, Some(own)) => Some(own.to_owned()),
-        (Role::Unit, None) => return Err(ApiError::forbidden("this token has no unit")),
-        _ => query.unit.clone(),
+        (Role::Unit, None) | (Role::School, _) => {
+            return Err(ApiError::forbidden("proactive tasks go to units"))
+        }
+        (Role::Operator | Role::Manager | Role::Admin, _) => query.unit.clone(),
     };
     if query
         .state
@@ -115,7 +117,8 @@ pub(crate) async fn complete_task(
     let note = note(body.note, "note", true)?;
     let unit = match caller.0.role {
         Role::Unit => caller.0.unit.clone(),
-        _ => None,
+        Role::School => return Err(ApiError::forbidden("proactive tasks go to units")),
+        Role::Operator | Role::Manager | Role::Admin => None,
     };
     let mut conn = state.pool.acquire().await?;
     if !proactive::complete_task(&mut conn, task, unit.as_deref(), &note, state.clock.now()).await?
@@ -140,7 +143,8 @@ pub(crate) async fn events(
 fn may_read(caller: &Caller, item: &SpecialItemRow) -> bool {
     match caller.0.role {
         Role::Unit => caller.0.unit.as_deref() == Some(item.owner_unit.as_str()),
-        _ => true,
+        Role::School => false,
+        Role::Operator | Role::Manager | Role::Admin => true,
     }
 }
 
@@ -151,7 +155,8 @@ pub(crate) async fn special_items(
 ) -> Result<Json<Value>, ApiError> {
     let owner = match caller.0.role {
         Role::Unit => caller.0.unit.clone(),
-        _ => query.unit.clone(),
+        Role::School => return Err(ApiError::forbidden("special items are run by units")),
+        Role::Operator | Role::Manager | Role::Admin => query.unit.clone(),
     };
     let mut conn = state.pool.acquire().await?;
     let rows =

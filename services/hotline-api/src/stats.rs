@@ -41,6 +41,7 @@ pub(crate) async fn rates(
             Some(own.clone())
         }
         (Role::Unit, None) => return Err(ApiError::forbidden("this token has no unit")),
+        (Role::School, _) => return Err(ApiError::forbidden("rates are per unit")),
     };
     let first = day(&query.from, "from")?;
     let last = day(&query.to, "to")?;

@@ -24,6 +24,8 @@ pub(crate) enum Access {
     Unit { unit: String, role: String },
     /// A unit that held the case before (it returned it): read only.
     FormerUnit { unit: String },
+    /// A school its district bureau forwarded the case to (二级派单): reads it, adds its part.
+    School { school: String },
 }
 
 /// A read-only transaction on one snapshot, so a case, its clocks and its history agree.
@@ -73,7 +75,15 @@ pub(crate) async fn access(
             }
         }
         (Role::Unit, None) => Err(ApiError::not_found()),
-        _ => Ok(Access::Staff),
+        (Role::School, _) => {
+            let school = caller.0.school.clone().ok_or_else(ApiError::not_found)?;
+            if cases::forwarded_to(conn, case_id, &school).await? {
+                Ok(Access::School { school })
+            } else {
+                Err(ApiError::not_found())
+            }
+        }
+        (Role::Operator | Role::Manager | Role::Admin, _) => Ok(Access::Staff),
     }
 }
 
@@ -134,6 +144,11 @@ async fn case_detail(
     let (time_with_units, citizen_waiting_seconds) = holding(case, &assignments, now);
     let clocks = deadlines::for_case(conn, case.id).await?;
     let history = cases::history(conn, case.id).await?;
+    let forwarded: Vec<Value> = cases::forwards(conn, case.id)
+        .await?
+        .into_iter()
+        .map(|(school, unit, at)| json!({"school": school, "by": unit, "at": at.to_rfc3339()}))
+        .collect();
     let mut current = serde_json::Map::new();
     for clock in clocks.iter().filter(|c| c.cancelled_at.is_none()) {
         current.insert(clock.kind.clone(), json!(clock.due_at.to_rfc3339()));
@@ -151,6 +166,8 @@ async fn case_detail(
         "informed_units": units_by_role(&assignments, "informed"),
         "routing": {"rule": case.rule, "catalogue_version": case.catalogue_version, "explanation": case.explanation},
         "escalation_level": case.escalation_level,
+        "forwarded_to": forwarded,
+        "repeat_of": case.repeat_of,
         "time_with_units": time_with_units,
         "citizen_waiting_seconds": citizen_waiting_seconds,
         "deadlines": current,
@@ -183,7 +200,9 @@ pub(crate) async fn appeal(
             access(&mut conn, &caller, case_id).await?;
             cases::get(&mut conn, case_id).await?
         }
-        None if caller.0.role == Role::Unit => return Err(ApiError::not_found()),
+        None if matches!(caller.0.role, Role::Unit | Role::School) => {
+            return Err(ApiError::not_found())
+        }
         None => None,
     };
     let detail = match &case {
@@ -258,6 +277,7 @@ pub(crate) async fn case(
         Access::Staff => json!(caller.0.role.as_str()),
         Access::Unit { role, .. } => json!(role),
         Access::FormerUnit { .. } => json!("former"),
+        Access::School { .. } => json!("school"),
     };
     Ok(Json(body))
 }
@@ -287,7 +307,17 @@ pub(crate) async fn list_cases(
             .map(|(c, role)| summary(&c, Some(&role)))
             .collect(),
         (Role::Unit, None) => Vec::new(),
-        _ => {
+        (Role::School, _) => match caller.0.school.as_deref() {
+            Some(school) => {
+                cases::forwarded_to_school(&mut conn, school, query.state.as_deref(), limit)
+                    .await?
+                    .iter()
+                    .map(|c| summary(c, Some("school")))
+                    .collect()
+            }
+            None => Vec::new(),
+        },
+        (Role::Operator | Role::Manager | Role::Admin, _) => {
             let rows = cases::by_state(&mut conn, query.state.as_deref(), limit).await?;
             with_suggestions(&mut conn, &state, &rows).await?
         }
@@ -389,9 +419,9 @@ pub(crate) async fn rulings(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    if caller.0.role == Role::Unit {
-        return Err(ApiError::forbidden("the rulings queue is for managers"));
-    }
+    caller
+        .require(&[Role::Operator, Role::Manager, Role::Admin])
+        .map_err(|_| ApiError::forbidden("the rulings queue is for managers"))?;
     let mut conn = state.pool.acquire().await?;
     let rows = cases::awaiting_ruling(&mut conn, 500).await?;
     let mut values = with_suggestions(&mut conn, &state, &rows).await?;

@@ -168,8 +168,12 @@ pub enum CaseCommand {
     LinkAsRepeat,
     /// Another case's appeals joined this one (it stays as it is).
     AcceptRepeat,
-    /// An assisting unit (or the lead) adds its part of the work; the state stays.
+    /// An assisting unit, a school the case was forwarded to, or the lead adds its part of the
+    /// work; the state stays.
     Contribute,
+    /// The lead district bureau forwards the case to one of its schools (二级派单) and stays
+    /// accountable; the state stays.
+    Forward,
 }
 
 impl CaseCommand {
@@ -189,6 +193,7 @@ impl CaseCommand {
             CaseCommand::LinkAsRepeat => "link_as_repeat",
             CaseCommand::AcceptRepeat => "accept_repeat",
             CaseCommand::Contribute => "contribute",
+            CaseCommand::Forward => "forward",
         }
     }
 }
@@ -214,6 +219,9 @@ pub fn transition(state: CaseState, command: CaseCommand) -> Result<CaseState, I
         (S::Contacted | S::Reopened, C::Resolve) => S::Resolved,
         (S::Resolved, C::RecordCallback(grade)) if grade.reopens() => S::Reopened,
         (S::Resolved, C::RecordCallback(_)) => S::CallbackDone,
+        // Another caller of the same case (a repeat joined it): each is called back.
+        (S::CallbackDone, C::RecordCallback(grade)) if grade.reopens() => S::Reopened,
+        (S::CallbackDone, C::RecordCallback(_)) => S::CallbackDone,
         (S::CallbackDone, C::Close) => S::Closed,
         (S::Closed | S::CallbackDone, C::Reopen) => S::Reopened,
         (s @ (S::Routed | S::Accepted | S::Contacted | S::Reopened), C::Extend) => s,
@@ -223,7 +231,7 @@ pub fn transition(state: CaseState, command: CaseCommand) -> Result<CaseState, I
             S::Linked
         }
         (s, C::AcceptRepeat) if !matches!(s, S::TransferredOut | S::Linked) => s,
-        (s, C::Contribute) if s.is_open_with_unit() => s,
+        (s, C::Contribute | C::Forward) if s.is_open_with_unit() => s,
         (state, command) => {
             return Err(IllegalTransition {
                 state,
@@ -315,6 +323,21 @@ mod tests {
             Err(()),
         );
         check(S::CallbackDone, C::Resolve, Err(()));
+        check(
+            S::CallbackDone,
+            C::RecordCallback(Satisfaction::Satisfied),
+            Ok(S::CallbackDone),
+        );
+        check(
+            S::CallbackDone,
+            C::RecordCallback(Satisfaction::Dissatisfied),
+            Ok(S::Reopened),
+        );
+        check(
+            S::Closed,
+            C::RecordCallback(Satisfaction::Satisfied),
+            Err(()),
+        );
         check(S::Resolved, C::LinkAsRepeat, Err(()));
         check(S::Linked, C::Assign, Err(()));
         check(S::Linked, C::AcceptRepeat, Err(()));

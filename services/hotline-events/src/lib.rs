@@ -183,6 +183,7 @@ pub fn event_type(payload: &Payload) -> &'static str {
         Payload::RepeatLinked(_) => "RepeatLinked",
         Payload::CaseRulingRequested(_) => "CaseRulingRequested",
         Payload::CaseContributed(_) => "CaseContributed",
+        Payload::CaseForwarded(_) => "CaseForwarded",
         Payload::RepeatUnlinked(_) => "RepeatUnlinked",
         Payload::HotspotDetected(_) => "HotspotDetected",
         Payload::HotspotResolved(_) => "HotspotResolved",

@@ -396,6 +396,72 @@ pub async fn set_paused(
     Ok(())
 }
 
+/// Whether the case was forwarded to the school (二级派单).
+pub async fn forwarded_to(conn: &mut PgConnection, case_id: Uuid, school: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM case_forwards WHERE case_id = $1 AND school = $2)",
+    )
+    .bind(case_id)
+    .bind(school)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Cases forwarded to a school, newest first.
+pub async fn forwarded_to_school(
+    conn: &mut PgConnection,
+    school: &str,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<CaseRow>> {
+    Ok(sqlx::query_as::<_, CaseRow>(
+        "SELECT c.* FROM cases c JOIN case_forwards f ON f.case_id = c.id AND f.school = $1
+         WHERE ($2::text IS NULL OR c.state = $2)
+         ORDER BY c.received_at DESC LIMIT $3",
+    )
+    .bind(school)
+    .bind(state)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Records a forward to a school; false if the case was already forwarded there.
+pub async fn forward(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    school: &str,
+    unit: &str,
+    note: &str,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO case_forwards (case_id, school, unit_code, note, forwarded_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(case_id)
+    .bind(school)
+    .bind(unit)
+    .bind(note)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Schools the case was forwarded to.
+pub async fn forwards(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+    Ok(sqlx::query_as(
+        "SELECT school, unit_code, forwarded_at FROM case_forwards WHERE case_id = $1 ORDER BY id",
+    )
+    .bind(case_id)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// The case's most recent lead unit, current or not.
 pub async fn last_lead(conn: &mut PgConnection, case_id: Uuid) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(

@@ -15,6 +15,8 @@ pub enum Role {
     Unit,
     Manager,
     Admin,
+    /// A school a district bureau forwards cases to (二级派单): sees those cases, adds its part.
+    School,
 }
 
 impl Role {
@@ -24,6 +26,7 @@ impl Role {
             Role::Unit => "unit",
             Role::Manager => "manager",
             Role::Admin => "admin",
+            Role::School => "school",
         }
     }
 
@@ -33,6 +36,7 @@ impl Role {
             "unit" => Some(Role::Unit),
             "manager" => Some(Role::Manager),
             "admin" => Some(Role::Admin),
+            "school" => Some(Role::School),
             _ => None,
         }
     }
@@ -44,6 +48,8 @@ pub struct Principal {
     pub token_id: Uuid,
     pub role: Role,
     pub unit: Option<String>,
+    /// The school's name, for school tokens.
+    pub school: Option<String>,
     pub name: String,
 }
 
@@ -61,6 +67,7 @@ pub fn hash(token: &str) -> String {
 pub struct NewToken<'a> {
     pub role: Role,
     pub unit: Option<&'a str>,
+    pub school: Option<&'a str>,
     pub name: &'a str,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -72,8 +79,8 @@ pub async fn issue(conn: &mut PgConnection, new: &NewToken<'_>) -> Result<(Uuid,
     let token = format!("hl_{}", hex::encode(secret));
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO tokens (id, token_hash, role, unit_code, name, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO tokens (id, token_hash, role, unit_code, name, expires_at, school)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(hash(&token))
@@ -81,6 +88,7 @@ pub async fn issue(conn: &mut PgConnection, new: &NewToken<'_>) -> Result<(Uuid,
     .bind(new.unit)
     .bind(new.name)
     .bind(new.expires_at)
+    .bind(new.school)
     .execute(conn)
     .await?;
     Ok((id, token))
@@ -96,12 +104,14 @@ pub async fn authenticate(
         id: Uuid,
         role: String,
         unit_code: Option<String>,
+        school: Option<String>,
         name: String,
         expires_at: Option<DateTime<Utc>>,
         revoked_at: Option<DateTime<Utc>>,
     }
     let row = sqlx::query_as::<_, Row>(
-        "SELECT id, role, unit_code, name, expires_at, revoked_at FROM tokens WHERE token_hash = $1",
+        "SELECT id, role, unit_code, school, name, expires_at, revoked_at FROM tokens
+         WHERE token_hash = $1",
     )
     .bind(hash(token))
     .fetch_optional(conn)
@@ -121,6 +131,7 @@ pub async fn authenticate(
         token_id: row.id,
         role,
         unit: row.unit_code,
+        school: row.school,
         name: row.name,
     }))
 }

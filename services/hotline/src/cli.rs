@@ -96,6 +96,9 @@ pub enum TokenCommand {
         /// Required for `--role unit`.
         #[arg(long)]
         unit: Option<String>,
+        /// Required for `--role school`: the school's name in seeds/schools.tsv.
+        #[arg(long)]
+        school: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
         /// Days until the token expires; never by default.

@@ -30,12 +30,25 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
         TokenCommand::Issue {
             role,
             unit,
+            school,
             name,
             expires_in_days,
         } => {
             let role = Role::parse(&role).with_context(|| {
-                format!("unknown role `{role}`: operator, unit, manager or admin")
+                format!("unknown role `{role}`: operator, unit, manager, admin or school")
             })?;
+            let school = match (role, school) {
+                (Role::School, None) => bail!("--role school needs --school NAME"),
+                (Role::School, Some(raw)) => {
+                    let directory = hotline_domain::schools::SchoolDirectory::builtin();
+                    let found = directory.by_name(raw.trim()).with_context(|| {
+                        format!("unknown school `{raw}`; see seeds/schools.tsv")
+                    })?;
+                    Some(found.name.clone())
+                }
+                (_, Some(_)) => bail!("--school is only for --role school"),
+                (_, None) => None,
+            };
             match (role, &unit) {
                 (Role::Unit, None) => bail!("--role unit needs --unit CODE"),
                 (Role::Unit, Some(code)) => {
@@ -52,9 +65,13 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
                 (_, None) => {}
             }
             let name = if name.is_empty() {
-                format!("{} {}", role.as_str(), unit.as_deref().unwrap_or_default())
-                    .trim()
-                    .to_owned()
+                format!(
+                    "{} {}",
+                    role.as_str(),
+                    unit.as_deref().or(school.as_deref()).unwrap_or_default()
+                )
+                .trim()
+                .to_owned()
             } else {
                 name
             };
@@ -64,6 +81,7 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
                 &NewToken {
                     role,
                     unit: unit.as_deref(),
+                    school: school.as_deref(),
                     name: &name,
                     expires_at,
                 },
@@ -77,13 +95,15 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
                 id: uuid::Uuid,
                 role: String,
                 unit_code: Option<String>,
+                school: Option<String>,
                 name: String,
                 created_at: DateTime<Utc>,
                 expires_at: Option<DateTime<Utc>>,
                 revoked_at: Option<DateTime<Utc>>,
             }
             let rows = sqlx::query_as::<_, Row>(
-                "SELECT id, role, unit_code, name, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at",
+                "SELECT id, role, unit_code, school, name, created_at, expires_at, revoked_at
+                 FROM tokens ORDER BY created_at",
             )
             .fetch_all(&mut *conn)
             .await?;

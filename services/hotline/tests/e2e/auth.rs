@@ -159,6 +159,7 @@ async fn units_see_and_act_on_their_own_cases_only() {
         &NewToken {
             role: Role::Operator,
             unit: None,
+            school: None,
             name: "old",
             expires_at: Some(Utc::now() - chrono::Duration::minutes(1)),
         },
@@ -170,6 +171,7 @@ async fn units_see_and_act_on_their_own_cases_only() {
         &NewToken {
             role: Role::Operator,
             unit: None,
+            school: None,
             name: "gone",
             expires_at: None,
         },

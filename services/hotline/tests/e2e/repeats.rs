@@ -262,13 +262,37 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
             &operator,
             json!({"reached": true, "solved": true, "satisfaction": "satisfied"}),
         ),
-        ("close", &operator, json!({})),
+        // Every appeal joined to the case gets its own callback (the first by default).
+        (
+            "callback",
+            &operator,
+            json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "very_satisfied"}),
+        ),
     ] {
         let (status, body) = api
             .post(&format!("/api/v1/cases/{case_id}/{action}"), token, &body)
             .await;
         assert_eq!(status, 200, "{action}: {body}");
     }
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/cases/{case_id}/callback"),
+            &operator,
+            &json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "satisfied"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_called_back"))
+    );
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/cases/{case_id}/close"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
     let back = file_from(
         &api,
         &operator,

@@ -365,3 +365,145 @@ async fn a_duplicate_return_proposes_the_link_and_assisting_units_add_their_part
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+async fn school_token(pool: &hotline_store::PgPool, school: &str) -> String {
+    let mut conn = pool.acquire().await.unwrap();
+    hotline_store::tokens::issue(
+        &mut conn,
+        &hotline_store::tokens::NewToken {
+            role: Role::School,
+            unit: None,
+            school: Some(school),
+            name: school,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap()
+    .1
+}
+
+#[tokio::test]
+async fn a_district_bureau_forwards_a_case_to_its_school_and_stays_accountable() {
+    let env = TestEnv::new().await;
+    let stack = env.start_all(ShiftedClock::default()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let shinan = token(&stack.pool, Role::Unit, Some("shinan")).await;
+    let seventh = school_token(&stack.pool, "青岛第七中学").await;
+    let ninth = school_token(&stack.pool, "青岛第九中学").await;
+
+    let appeal = api
+        .wait_settled(
+            &operator,
+            &api.file(&operator, "青岛第七中学食堂的菜太咸，孩子天天喝很多水")
+                .await,
+        )
+        .await;
+    assert_eq!(appeal["lead_unit"], "shinan", "{appeal}");
+    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
+    let path = |p: &str| format!("/api/v1/cases/{case_id}/{p}");
+
+    // Before the forward the school sees nothing.
+    assert_eq!(
+        api.get(&format!("/api/v1/cases/{case_id}"), &seventh)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(api.post(&path("accept"), &shinan, &json!({})).await.0, 200);
+    // Only to a school the bureau administers.
+    let (status, body) = api
+        .post(
+            &path("forward"),
+            &shinan,
+            &json!({"school": "青岛第九中学"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = api
+        .post(
+            &path("forward"),
+            &shinan,
+            &json!({"school": "青岛第七中学", "note": "请学校核实食堂菜品口味并回复"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    assert_eq!(
+        api.post(
+            &path("forward"),
+            &shinan,
+            &json!({"school": "青岛第七中学"})
+        )
+        .await
+        .0,
+        409
+    );
+
+    // The school sees the case in its list and adds its part; it cannot act for the bureau.
+    let (status, seen) = api.get(&format!("/api/v1/cases/{case_id}"), &seventh).await;
+    assert_eq!((status, seen["your_role"].as_str()), (200, Some("school")));
+    let (_, list) = api.get("/api/v1/cases", &seventh).await;
+    assert_eq!(list["cases"].as_array().unwrap().len(), 1);
+    let (status, _) = api
+        .post(
+            &path("contributions"),
+            &seventh,
+            &json!({"note": "已调整食堂菜谱，减少用盐"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for action in ["contact", "resolve", "return"] {
+        let (status, _) = api
+            .post(
+                &path(action),
+                &seventh,
+                &json!({"note": "x", "result": "x", "reason": "other"}),
+            )
+            .await;
+        assert!(status == 403 || status == 422, "{action}: {status}");
+    }
+    assert_eq!(
+        api.get(&format!("/api/v1/cases/{case_id}"), &ninth).await.0,
+        404
+    );
+    assert_eq!(api.get("/api/v1/rulings", &seventh).await.0, 403);
+    assert_eq!(api.get("/api/v1/proactive/tasks", &seventh).await.0, 403);
+    let (_, list) = api.get("/api/v1/cases", &ninth).await;
+    assert!(list["cases"].as_array().unwrap().is_empty());
+
+    // The bureau stays the lead and resolves.
+    let (_, case) = api.get(&format!("/api/v1/cases/{case_id}"), &shinan).await;
+    assert_eq!(case["lead_unit"], "shinan");
+    assert_eq!(case["forwarded_to"][0]["school"], "青岛第七中学");
+    let contribution = case["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"] == "CaseContributed")
+        .cloned()
+        .unwrap();
+    assert_eq!(contribution["detail"]["school"], "青岛第七中学");
+    for (action, body) in [
+        ("contact", json!({"note": "已联系家长"})),
+        ("resolve", json!({"result": "学校已调整菜谱"})),
+    ] {
+        assert_eq!(
+            api.post(&path(action), &shinan, &body).await.0,
+            200,
+            "{action}"
+        );
+    }
+    assert_eq!(
+        history_events(&case)[..3],
+        ["CaseRouted", "CaseAccepted", "CaseForwarded"]
+    );
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}

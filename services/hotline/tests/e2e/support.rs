@@ -98,6 +98,7 @@ pub async fn token(pool: &PgPool, role: Role, unit: Option<&str>) -> String {
         &NewToken {
             role,
             unit,
+            school: None,
             name: "test",
             expires_at: None,
         },
