@@ -215,6 +215,27 @@ pub async fn run_sender<C: Clock + Clone>(
         }
     };
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        // The alerting gauge: parked deliveries hold a case's later events until an admin acts.
+        let (pool, shutdown) = (pool.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                match pool.acquire().await {
+                    Ok(mut conn) => match webhooks::parked_count(&mut conn).await {
+                        Ok(parked) => {
+                            metrics::gauge!("hotline_webhook_deliveries_parked").set(parked as f64)
+                        }
+                        Err(error) => tracing::warn!(%error, "parked deliveries not counted"),
+                    },
+                    Err(error) => tracing::warn!(%error, "parked deliveries not counted"),
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+                }
+            }
+        });
+    }
     for _ in 0..senders.max(1) {
         let (pool, clock, policy, client, shutdown) = (
             pool.clone(),

@@ -492,7 +492,9 @@ pub async fn scan_once<C: Clock>(
     let mut changes = 0;
     let mut tx = pool.begin().await?;
     let policy = &rules.hotspots;
-    for hotspot in proactive::open_hotspots(&mut tx).await? {
+    let open = proactive::open_hotspots(&mut tx).await?;
+    metrics::gauge!("hotline_hotspots_open").set(open.len() as f64);
+    for hotspot in open {
         let Ok(topic) = hotspot.topic.parse::<TopicCode>() else {
             continue;
         };

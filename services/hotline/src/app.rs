@@ -142,6 +142,37 @@ pub async fn start<C: Clock + Clone>(
         ));
     }
 
+    if let Some(addr) = config
+        .metrics_addr
+        .filter(|_| !components.contains(&Component::Api))
+    {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("failed to listen on {addr} for metrics"))?;
+        let handle = crate::telemetry::metrics();
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let handle = handle.clone();
+                    async move { handle.render() }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let serve =
+                axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "metrics server failed");
+            }
+        });
+        tracing::info!(%addr, "metrics listening");
+    } else if !components.contains(&Component::Api) {
+        // Counters still count; they are rendered by whoever serves /metrics.
+        crate::telemetry::metrics();
+    }
+
     for component in components {
         match component {
             Component::Api => {

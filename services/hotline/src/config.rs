@@ -96,6 +96,10 @@ pub struct Config {
         global = true
     )]
     pub http_addr: SocketAddr,
+    /// Where a process without the API (`hotline run relay classifier …`) serves /metrics and
+    /// /healthz for Prometheus; the API process serves them on HOTLINE_HTTP_ADDR.
+    #[arg(long, env = "HOTLINE_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
     /// How often the tracker looks for passed warning points and deadlines.
     #[arg(
         long,
