@@ -161,8 +161,8 @@ pub async fn start<C: Clock + Clone>(
             .route("/healthz", axum::routing::get(|| async { "ok" }));
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let serve =
-                axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(error) = serve.await {
                 tracing::error!(%error, "metrics server failed");
             }
