@@ -105,6 +105,9 @@ impl TopicClassifier {
             .iter()
             .map(|(t, l)| (t.as_str(), l.as_str()))
             .collect();
+        // No stacking here: tried, it raised the held-out seed accuracy (0.889 → 0.896) but made
+        // the topic model less confident, so routing decisions fell from 95.8 % to 80 % (more
+        // appeals below the triage threshold).
         let model = train(&featurizer, &pairs, version, &TrainConfig::default())?;
         Self::new(model, keywords, DEFAULT_KEYWORD_WEIGHT)
     }
@@ -145,11 +148,12 @@ impl TopicClassifier {
             .features_from(&self.featurizer, &normalised, &words, &mut scratch);
         let empty = scratch.is_empty();
         let scores = self.model.scores(&scratch);
+        let model_logits = self.model.logits(&scores);
         let logits: Vec<f32> = TopicCode::ALL
             .iter()
             .zip(&self.label_of_topic)
             .map(|(topic, label)| {
-                let model = label.map_or(-10.0, |l| scores[l] * self.model.temperature);
+                let model = label.map_or(-10.0, |l| model_logits[l]);
                 let prior = phrases.scores.get(topic).copied().unwrap_or(0.0) as f32;
                 model + self.keyword_weight * prior
             })

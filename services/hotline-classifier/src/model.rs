@@ -13,6 +13,17 @@ struct Header {
     labels: Vec<String>,
     features: FeatureConfig,
     temperature: f32,
+    /// Absent in models trained without stacking (and in those saved before it existed).
+    #[serde(default)]
+    stacker: Option<Stacker>,
+}
+
+/// A multinomial logistic regression over the per-label decision values:
+/// `logit[j] = bias[j] + Σ_k weights[j * labels + k] · score[k]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stacker {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +36,7 @@ pub struct LinearModel {
     /// `weights[bucket * labels + label]`
     pub(crate) weights: Vec<f32>,
     pub(crate) bias: Vec<f32>,
+    pub stacker: Option<Stacker>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +86,27 @@ impl LinearModel {
         scores
     }
 
+    /// Decision values → logits of the calibrated probabilities: through the stacker when the
+    /// model has one, else scaled by the temperature.
+    pub fn logits(&self, scores: &[f32]) -> Vec<f32> {
+        match &self.stacker {
+            Some(stacker) => {
+                let n = scores.len();
+                (0..n)
+                    .map(|j| {
+                        stacker.bias[j]
+                            + stacker.weights[j * n..(j + 1) * n]
+                                .iter()
+                                .zip(scores)
+                                .map(|(a, s)| a * s)
+                                .sum::<f32>()
+                    })
+                    .collect()
+            }
+            None => scores.iter().map(|s| s * self.temperature).collect(),
+        }
+    }
+
     /// Features of a text, weighted with this model's IDF. `scratch` is reused between calls.
     pub fn features(&self, featurizer: &Featurizer, text: &str, scratch: &mut Vec<(u32, f32)>) {
         featurizer.counts(text, scratch);
@@ -100,7 +133,7 @@ impl LinearModel {
     ) -> Prediction {
         self.features(featurizer, text, scratch);
         let scores = self.scores(scratch);
-        let logits: Vec<f32> = scores.iter().map(|s| s * self.temperature).collect();
+        let logits = self.logits(&scores);
         Prediction {
             probabilities: softmax(&logits),
             scores,
@@ -153,6 +186,7 @@ impl LinearModel {
             labels: self.labels.clone(),
             features: self.features,
             temperature: self.temperature,
+            stacker: self.stacker.clone(),
         })
         .expect("a header always serialises");
         let floats = self.idf.len() + self.weights.len() + self.bias.len();
@@ -183,6 +217,11 @@ impl LinearModel {
             .filter(|_| header.features.bucket_bits <= 26)
             .ok_or_else(|| bad("bucket_bits out of range"))?;
         let labels = header.labels.len();
+        if let Some(stacker) = &header.stacker {
+            if stacker.weights.len() != labels * labels || stacker.bias.len() != labels {
+                return Err(bad("stacker has the wrong size"));
+            }
+        }
         let expected = buckets + buckets * labels + labels;
         let body = &bytes[header_end..];
         if body.len() != expected * 4 {
@@ -202,6 +241,7 @@ impl LinearModel {
             idf,
             weights,
             bias,
+            stacker: header.stacker,
         })
     }
 

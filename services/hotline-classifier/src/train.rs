@@ -1,9 +1,11 @@
 //! Training: TF-IDF over hashed features, then one binary L2-regularised L2-loss SVM per label,
 //! solved in the dual by coordinate descent (Hsieh et al. 2008, as in LIBLINEAR `-s 1`), with a
-//! bias feature. The softmax temperature is fitted on out-of-fold decision values.
+//! bias feature. Out-of-fold decision values then fit either a softmax temperature or, with
+//! `stacking`, a small multinomial logistic regression over the per-label decision values (it
+//! learns how the one-vs-rest SVMs' scores relate, which argmax alone cannot).
 
 use crate::features::{weigh, Featurizer};
-use crate::model::{softmax, LinearModel};
+use crate::model::{softmax, LinearModel, Stacker};
 use crate::ModelError;
 
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +21,9 @@ pub struct TrainConfig {
     /// label's SVM (NB-SVM, Wang & Manning 2012). The ratio is folded into the weights, so
     /// prediction costs the same.
     pub nb_scaling: bool,
+    /// Fit a multinomial logistic regression on out-of-fold decision values (needs
+    /// `calibration_folds` ≥ 2); predictions go through it instead of the temperature.
+    pub stacking: bool,
     pub seed: u64,
 }
 
@@ -30,6 +35,7 @@ impl Default for TrainConfig {
             tolerance: 0.05,
             calibration_folds: 3,
             nb_scaling: false,
+            stacking: false,
             seed: 0x5eed,
         }
     }
@@ -247,6 +253,7 @@ pub fn train(
     let buckets = featurizer.buckets();
     let docs: Vec<&[(u32, f32)]> = corpus.docs.iter().map(Vec::as_slice).collect();
 
+    let mut stacker = None;
     let temperature = if config.calibration_folds >= 2 && docs.len() >= config.calibration_folds * 2
     {
         let k = config.calibration_folds;
@@ -265,6 +272,9 @@ pub fn train(
                 out_of_fold.push((decision(&w, &b, doc), targets[i]));
             }
         }
+        if config.stacking {
+            stacker = Some(fit_stacker(&out_of_fold, labels.len()));
+        }
         fit_temperature(&out_of_fold)
     } else {
         1.0
@@ -279,7 +289,69 @@ pub fn train(
         idf: corpus.idf,
         weights,
         bias,
+        stacker,
     })
+}
+
+/// Multinomial logistic regression from decision values to labels, by full-batch gradient
+/// descent with Nesterov momentum on the mean cross-entropy plus a small L2 penalty on the
+/// weights (λ = 1 / n, as scikit-learn's C = 1). Convex, 56 parameters for 7 labels: a few
+/// hundred milliseconds.
+fn fit_stacker(out_of_fold: &[(Vec<f32>, usize)], labels: usize) -> Stacker {
+    const ITERATIONS: usize = 1500;
+    const STEP: f64 = 0.5;
+    const MOMENTUM: f64 = 0.9;
+    let n = out_of_fold.len().max(1) as f64;
+    let lambda = 1.0 / n;
+    let size = labels * labels + labels;
+    // Start from the identity: argmax of the raw scores.
+    let mut theta = vec![0.0f64; size];
+    for j in 0..labels {
+        theta[j * labels + j] = 1.0;
+    }
+    let mut velocity = vec![0.0f64; size];
+    let mut gradient = vec![0.0f64; size];
+    let mut logits = vec![0.0f64; labels];
+    for _ in 0..ITERATIONS {
+        let look: Vec<f64> = theta
+            .iter()
+            .zip(&velocity)
+            .map(|(t, v)| t + MOMENTUM * v)
+            .collect();
+        gradient.iter_mut().for_each(|g| *g = 0.0);
+        for (scores, target) in out_of_fold {
+            for (j, logit) in logits.iter_mut().enumerate() {
+                let row = &look[j * labels..(j + 1) * labels];
+                *logit = look[labels * labels + j]
+                    + row
+                        .iter()
+                        .zip(scores)
+                        .map(|(a, s)| a * f64::from(*s))
+                        .sum::<f64>();
+            }
+            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = logits.iter().map(|z| (z - max).exp()).sum();
+            for j in 0..labels {
+                let p = (logits[j] - max).exp() / total;
+                let error = p - if j == *target { 1.0 } else { 0.0 };
+                for (k, s) in scores.iter().enumerate() {
+                    gradient[j * labels + k] += error * f64::from(*s) / n;
+                }
+                gradient[labels * labels + j] += error / n;
+            }
+        }
+        for (i, g) in gradient.iter_mut().enumerate().take(labels * labels) {
+            *g += lambda * look[i];
+        }
+        for i in 0..size {
+            velocity[i] = MOMENTUM * velocity[i] - STEP * gradient[i];
+            theta[i] += velocity[i];
+        }
+    }
+    Stacker {
+        weights: theta[..labels * labels].iter().map(|v| *v as f32).collect(),
+        bias: theta[labels * labels..].iter().map(|v| *v as f32).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +391,21 @@ mod tests {
             model.predict(&featurizer, "食堂饭菜", &mut scratch)
         );
         assert!(LinearModel::from_bytes(b"nope").is_err());
+
+        let stacked_config = TrainConfig {
+            stacking: true,
+            ..TrainConfig::default()
+        };
+        let stacked = train(&featurizer, &examples, "stacked", &stacked_config).unwrap();
+        assert!(stacked.stacker.is_some());
+        let p = stacked.predict(&featurizer, "食堂的饭菜有问题", &mut scratch);
+        assert_eq!(stacked.labels[p.best()], "canteen", "{p:?}");
+        let restored = LinearModel::from_bytes(&stacked.to_bytes()).unwrap();
+        assert_eq!(restored.stacker, stacked.stacker);
+        assert_eq!(
+            restored.predict(&featurizer, "被同学欺负了", &mut scratch),
+            stacked.predict(&featurizer, "被同学欺负了", &mut scratch)
+        );
         assert!(LinearModel::from_bytes(&model.to_bytes()[..100]).is_err());
         assert!(matches!(
             train(&featurizer, &[("a", "x")], "v", &TrainConfig::default()),

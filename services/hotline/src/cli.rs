@@ -124,6 +124,9 @@ pub enum BenchCommand {
         cv: usize,
         #[arg(long)]
         grid: bool,
+        /// With --cv: compare stacking on and off for the chosen features, at C = 1, 4, 16.
+        #[arg(long)]
+        stacking_grid: bool,
     },
     /// The topic classifier on a held-out fifth of the seed examples, and its speed.
     Seeds,
@@ -225,7 +228,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 test,
                 cv,
                 grid,
-            } => crate::classifier::bench_command(&train, test.as_deref(), cv, grid),
+                stacking_grid,
+            } => crate::classifier::bench_command(&train, test.as_deref(), cv, grid, stacking_grid),
             BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
             BenchCommand::Routing => crate::classifier::bench_routing_command(),
             BenchCommand::Repeats => crate::proactive_bench::bench_repeats_command(),
