@@ -118,6 +118,20 @@ pub async fn run_rate_gauges(
                     }
                     Err(error) => tracing::warn!(%error, "rate gauges not updated"),
                 }
+                match hotline_store::rates::repeat_requests(&mut conn, from, to).await {
+                    Ok(rows) => {
+                        for row in rows.iter().filter(|r| r.closed > 0) {
+                            metrics::gauge!(
+                                "hotline_repeat_request_rate",
+                                "unit" => row.unit.clone(),
+                                "topic" => row.topic.clone(),
+                                "window" => "30d"
+                            )
+                            .set(row.repeats as f64 / row.closed as f64);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "repeat-request gauges not updated"),
+                }
             }
             Err(error) => tracing::warn!(%error, "rate gauges not updated"),
         }
