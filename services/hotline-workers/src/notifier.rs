@@ -127,14 +127,19 @@ impl Handler for NotifierWorker {
     }
 }
 
-/// The signature header's value for a body sent at `timestamp` (unix seconds).
-pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+fn mac(secret: &str, timestamp: i64, body: &str) -> Hmac<Sha256> {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    mac
+}
+
+/// The signature header's value for a body sent at `timestamp` (unix seconds).
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let digest = mac(secret, timestamp, body).finalize().into_bytes();
+    format!("sha256={}", hex::encode(digest))
 }
 
 /// Checks a signature as a receiver would: right key, right body, timestamp inside the window.
@@ -148,12 +153,7 @@ pub fn verify(secret: &str, timestamp: i64, body: &str, header: &str, now: i64) 
     if (now - timestamp).abs() > REPLAY_WINDOW_SECONDS {
         return false;
     }
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    mac.verify_slice(&given).is_ok()
+    mac(secret, timestamp, body).verify_slice(&given).is_ok()
 }
 
 #[derive(Debug, Clone)]

@@ -143,19 +143,7 @@ impl<C: Clock> ProactiveWorker<C> {
                 continue;
             }
             let window_start = at - policy.window();
-            let counts = Counts {
-                in_window: proactive::count_appeals(tx, scope, topic, place, window_start, at)
-                    .await? as u32,
-                in_baseline: proactive::count_appeals(
-                    tx,
-                    scope,
-                    topic,
-                    place,
-                    window_start - policy.baseline(),
-                    window_start,
-                )
-                .await? as u32,
-            };
+            let counts = key_counts(tx, policy, scope, topic, place, at).await?;
             let Some(evidence) = policy.assess(&key, counts, at) else {
                 continue;
             };
@@ -477,6 +465,32 @@ pub async fn create_task(
     Ok(true)
 }
 
+/// A key's appeals in the window ending at `at` and in the baseline before it.
+async fn key_counts(
+    tx: &mut PgConnection,
+    policy: &HotspotPolicy,
+    scope: &str,
+    topic: &str,
+    place: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<Counts> {
+    let window_start = at - policy.window();
+    let in_window = proactive::count_appeals(tx, scope, topic, place, window_start, at).await?;
+    let in_baseline = proactive::count_appeals(
+        tx,
+        scope,
+        topic,
+        place,
+        window_start - policy.baseline(),
+        window_start,
+    )
+    .await?;
+    Ok(Counts {
+        in_window: u32::try_from(in_window).unwrap_or(u32::MAX),
+        in_baseline: u32::try_from(in_baseline).unwrap_or(u32::MAX),
+    })
+}
+
 fn parse(raw: &str) -> Uuid {
     Uuid::parse_str(raw).unwrap_or_default()
 }
@@ -508,27 +522,15 @@ pub async fn scan_once<C: Clock>(
                 district: hotspot.place.clone(),
             },
         };
-        let window_start = now - policy.window();
-        let counts = Counts {
-            in_window: proactive::count_appeals(
-                &mut tx,
-                &hotspot.scope,
-                &hotspot.topic,
-                &hotspot.place,
-                window_start,
-                now,
-            )
-            .await? as u32,
-            in_baseline: proactive::count_appeals(
-                &mut tx,
-                &hotspot.scope,
-                &hotspot.topic,
-                &hotspot.place,
-                window_start - policy.baseline(),
-                window_start,
-            )
-            .await? as u32,
-        };
+        let counts = key_counts(
+            &mut tx,
+            policy,
+            &hotspot.scope,
+            &hotspot.topic,
+            &hotspot.place,
+            now,
+        )
+        .await?;
         if !policy.resolved(counts, now, &key) {
             continue;
         }

@@ -191,17 +191,7 @@ impl<C: Clock> RouterWorker<C> {
         )
         .await
         .map_err(store_error)?;
-        for assignment in &assignments {
-            cases::assign(
-                &mut tx,
-                case_id,
-                assignment.unit.as_str(),
-                assignment.role.as_str(),
-                now,
-            )
-            .await
-            .map_err(store_error)?;
-        }
+        assign_all(&mut tx, case_id, &assignments, now).await?;
         let routed = Event::new(
             case_id.to_string(),
             Actor::system(NAME),
@@ -504,17 +494,7 @@ impl<C: Clock> RouterWorker<C> {
                 )
                 .await
                 .map_err(store_error)?;
-                for assignment in &assignments {
-                    cases::assign(
-                        &mut tx,
-                        case_id,
-                        assignment.unit.as_str(),
-                        assignment.role.as_str(),
-                        now,
-                    )
-                    .await
-                    .map_err(store_error)?;
-                }
+                assign_all(&mut tx, case_id, &assignments, now).await?;
                 tracing::info!(%case_id, %rule, "returned case re-routed");
             }
             AfterReturn::Ruling {
@@ -566,6 +546,26 @@ impl<C: Clock> RouterWorker<C> {
         tx.commit().await.map_err(sqlx_error)?;
         Ok(())
     }
+}
+
+async fn assign_all(
+    tx: &mut hotline_store::PgConnection,
+    case_id: Uuid,
+    assignments: &[Assignment],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    for assignment in assignments {
+        cases::assign(
+            tx,
+            case_id,
+            assignment.unit.as_str(),
+            assignment.role.as_str(),
+            at,
+        )
+        .await
+        .map_err(store_error)?;
+    }
+    Ok(())
 }
 
 fn parse_reason(raw: &str) -> Result<ReturnReason, HandlerError> {
