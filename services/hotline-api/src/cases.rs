@@ -679,6 +679,32 @@ pub async fn close(
         })
     })
     .await?;
+    // Every caller of the case (repeats joined it) is called back before it closes.
+    let waiting: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT a.id FROM appeals a WHERE a.case_id = $1 AND NOT EXISTS (
+             SELECT 1 FROM case_events e WHERE e.case_id = $1
+                 AND e.event_type = 'CallbackRecorded' AND e.detail->>'appeal_id' = a.id::text
+                 AND e.id > coalesce((SELECT max(id) FROM case_events r
+                                      WHERE r.case_id = $1 AND r.event_type = 'CaseResolved'), 0))
+         ORDER BY a.received_at",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !waiting.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "callbacks_pending",
+            format!(
+                "call back every caller first; no callback yet for appeal(s) {}",
+                waiting
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     tx.commit().await?;
     Ok(done(id, to))
 }
@@ -803,7 +829,8 @@ pub async fn unlink_appeal(
     let appeal_id = parse_id(&id)?;
     let note = note(request.note, "note", false)?;
     let mut tx = state.pool.begin().await?;
-    let appeal = hotline_store::appeals::get(&mut tx, appeal_id)
+    // Locked, so two unlinks at once cannot both send it to be routed.
+    let appeal = hotline_store::appeals::lock(&mut tx, appeal_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     let (Some(case_id), Some(_)) = (appeal.case_id, appeal.repeat_match.as_ref()) else {

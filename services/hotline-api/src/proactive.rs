@@ -11,7 +11,7 @@ use axum::Json;
 use hotline_domain::special::{Kpi, SpecialItemPolicy};
 use hotline_domain::TopicCode;
 use hotline_events::{v1, Event, Payload};
-use hotline_store::proactive::{self, SpecialItemRow};
+use hotline_store::proactive::{self, Counting, SpecialItemRow};
 use hotline_store::tokens::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -184,12 +184,24 @@ async fn item_body(
             // [from, to) as the store's (from, to] with a microsecond shift.
             let (b0, b1) = count(periods.before);
             let (a0, a1) = count(periods.after);
-            let before =
-                proactive::count_appeals(conn, &item.scope, &item.topic, &item.place, b0, b1)
-                    .await?;
-            let after =
-                proactive::count_appeals(conn, &item.scope, &item.topic, &item.place, a0, a1)
-                    .await?;
+            let before = proactive::count_appeals(
+                conn,
+                &item.scope,
+                &item.topic,
+                &item.place,
+                (b0, b1),
+                Counting::Appeals,
+            )
+            .await?;
+            let after = proactive::count_appeals(
+                conn,
+                &item.scope,
+                &item.topic,
+                &item.place,
+                (a0, a1),
+                Counting::Appeals,
+            )
+            .await?;
             (
                 Some(Kpi::new(
                     before as u32,

@@ -95,7 +95,8 @@ fn caller_view(appeal: &AppealRow, caller: &Caller) -> Value {
             "confidential": appeal.caller_confidential,
         });
     }
-    if appeal.caller_confidential {
+    // Schools never see who complained (the complaint is often about them).
+    if appeal.caller_confidential || caller.0.role == Role::School {
         return json!({"confidential": true});
     }
     json!({

@@ -129,6 +129,16 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<AppealRow>>
     )
 }
 
+/// The appeal, locked until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<AppealRow>> {
+    Ok(
+        sqlx::query_as::<_, AppealRow>("SELECT * FROM appeals WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 pub async fn for_case(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<AppealRow>> {
     Ok(sqlx::query_as::<_, AppealRow>(
         "SELECT * FROM appeals WHERE case_id = $1 ORDER BY received_at",

@@ -396,10 +396,14 @@ pub async fn set_paused(
     Ok(())
 }
 
-/// Whether the case was forwarded to the school (二级派单).
+/// Whether the case was forwarded to the school (二级派单) by the unit that still leads it: a
+/// school loses sight of a case its bureau no longer handles.
 pub async fn forwarded_to(conn: &mut PgConnection, case_id: Uuid, school: &str) -> Result<bool> {
     Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM case_forwards WHERE case_id = $1 AND school = $2)",
+        "SELECT EXISTS (SELECT 1 FROM case_forwards f
+             JOIN assignments a ON a.case_id = f.case_id AND a.unit_code = f.unit_code
+                 AND a.role = 'lead' AND a.ended_at IS NULL
+             WHERE f.case_id = $1 AND f.school = $2)",
     )
     .bind(case_id)
     .bind(school)
@@ -417,6 +421,8 @@ pub async fn forwarded_to_school(
     Ok(sqlx::query_as::<_, CaseRow>(
         "SELECT c.* FROM cases c JOIN case_forwards f ON f.case_id = c.id AND f.school = $1
          WHERE ($2::text IS NULL OR c.state = $2)
+           AND EXISTS (SELECT 1 FROM assignments a WHERE a.case_id = c.id
+                       AND a.unit_code = f.unit_code AND a.role = 'lead' AND a.ended_at IS NULL)
          ORDER BY c.received_at DESC LIMIT $3",
     )
     .bind(school)

@@ -46,17 +46,29 @@ pub async fn events(conn: &mut PgConnection, limit: i64) -> Result<Vec<Proactive
     .await?)
 }
 
-/// Classified appeals on a topic at a school or in a district, received in (from, to].
+/// What a count counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Every appeal: complaint volume.
+    Appeals,
+    /// Distinct callers (by phone hash; an appeal without a number counts alone): one persistent
+    /// caller is not a surge.
+    Callers,
+}
+
+/// Classified appeals (or their callers) on a topic at a school, in a district or city-wide,
+/// received in (from, to].
 pub async fn count_appeals(
     conn: &mut PgConnection,
     scope: &str,
     topic: &str,
     place: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    counting: Counting,
 ) -> Result<i64> {
     Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM appeals
+        "SELECT CASE WHEN $6 THEN count(DISTINCT coalesce(caller_key, id::text)) ELSE count(*) END
+         FROM appeals
          WHERE topic = $2 AND received_at > $4 AND received_at <= $5
            AND CASE $1 WHEN 'school' THEN school = $3 WHEN 'district' THEN district = $3
                        ELSE true END",
@@ -66,6 +78,24 @@ pub async fn count_appeals(
     .bind(place)
     .bind(from)
     .bind(to)
+    .bind(counting == Counting::Callers)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// When the last special item on this topic and place closed, if one did.
+pub async fn last_closed(
+    conn: &mut PgConnection,
+    topic: &str,
+    scope: &str,
+    place: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT max(closed_at) FROM special_items WHERE topic = $1 AND scope = $2 AND place = $3",
+    )
+    .bind(topic)
+    .bind(scope)
+    .bind(place)
     .fetch_one(conn)
     .await?)
 }

@@ -50,6 +50,12 @@ impl Handler for NotifierWorker {
         {
             return Ok(());
         }
+        let case = cases::get(&mut tx, case_id).await.map_err(store_error)?;
+        if case.as_ref().is_some_and(|c| c.historical) {
+            // An imported history raises nothing, webhooks included.
+            tx.commit().await.map_err(sqlx_error)?;
+            return Ok(());
+        }
         // Units named by the event itself, besides those on the case when it happened.
         let named: Vec<String> = match &event.payload {
             Payload::CaseRouted(routed) => {
@@ -71,7 +77,6 @@ impl Handler for NotifierWorker {
             tx.commit().await.map_err(sqlx_error)?;
             return Ok(());
         }
-        let case = cases::get(&mut tx, case_id).await.map_err(store_error)?;
         let history = cases::history(&mut tx, case_id)
             .await
             .map_err(store_error)?

@@ -19,6 +19,7 @@ use hotline_domain::routing::{AssignmentRole, RoutingDecision, RoutingInput};
 use hotline_domain::special::{SpecialItemPolicy, Trigger};
 use hotline_domain::TopicCode;
 use hotline_events::{convert, timestamp, v1, Actor, Event, Payload};
+use hotline_store::proactive::Counting;
 use hotline_store::{proactive, processed, PgConnection, PgPool};
 use serde_json::json;
 use std::sync::Arc;
@@ -221,7 +222,12 @@ impl<C: Clock> ProactiveWorker<C> {
                 .await?;
             }
             if let HotspotKey::District { topic, district } = &key {
-                let since = at - Duration::days(self.rules.special.window_days);
+                // A closed item's hotspots are spent: count from its close.
+                let since = (at - Duration::days(self.rules.special.window_days)).max(
+                    proactive::last_closed(tx, topic.as_str(), "district", district)
+                        .await?
+                        .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                );
                 let raised = proactive::hotspots_raised_since(
                     tx,
                     "district",
@@ -265,7 +271,12 @@ impl<C: Clock> ProactiveWorker<C> {
             proactive::link_cases(tx, item, &[case_id]).await?;
             return Ok(());
         }
-        let since = at - Duration::days(self.rules.special.window_days);
+        // Cases a closed item already covered do not open the next one.
+        let since = (at - Duration::days(self.rules.special.window_days)).max(
+            proactive::last_closed(tx, topic.as_str(), "school", school)
+                .await?
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        );
         let cases = proactive::school_topic_cases(tx, school, topic.as_str(), since).await?;
         if let Some(trigger) = self.rules.special.from_cases(cases.len() as u32) {
             let district = (!routed.district.is_empty()).then_some(routed.district.as_str());
@@ -323,6 +334,12 @@ impl<C: Clock> ProactiveWorker<C> {
         )
         .await?;
         if !opened {
+            // Another event opened it first: these cases belong to that item.
+            if let Some(existing) =
+                proactive::open_special_item(tx, topic.as_str(), scope, place).await?
+            {
+                proactive::link_cases(tx, existing, cases).await?;
+            }
             return Ok(());
         }
         proactive::link_cases(tx, id, cases).await?;
@@ -475,14 +492,22 @@ async fn key_counts(
     at: DateTime<Utc>,
 ) -> StoreResult<Counts> {
     let window_start = at - policy.window();
-    let in_window = proactive::count_appeals(tx, scope, topic, place, window_start, at).await?;
+    let in_window = proactive::count_appeals(
+        tx,
+        scope,
+        topic,
+        place,
+        (window_start, at),
+        Counting::Callers,
+    )
+    .await?;
     let in_baseline = proactive::count_appeals(
         tx,
         scope,
         topic,
         place,
-        window_start - policy.baseline(),
-        window_start,
+        (window_start - policy.baseline(), window_start),
+        Counting::Callers,
     )
     .await?;
     Ok(Counts {
@@ -582,8 +607,8 @@ pub async fn scan_once<C: Clock>(
                             "district",
                             topic.as_str(),
                             district,
-                            last_year.0,
-                            last_year.1,
+                            last_year,
+                            Counting::Appeals,
                         )
                         .await?
                     }
@@ -593,8 +618,8 @@ pub async fn scan_once<C: Clock>(
                             "city",
                             topic.as_str(),
                             "",
-                            last_year.0,
-                            last_year.1,
+                            last_year,
+                            Counting::Appeals,
                         )
                         .await?
                     }

@@ -121,22 +121,41 @@ impl<C: Clock> RouterWorker<C> {
             .ok_or_else(|| {
                 HandlerError::Failed(format!("appeal {appeal_id} is not in the database"))
             })?;
+        if let Some(case_id) = appeal.case_id {
+            // Already on a case (a second classification event for it): one appeal, one case.
+            tracing::info!(%appeal_id, %case_id, "appeal already has a case; not routing it again");
+            tx.commit().await.map_err(sqlx_error)?;
+            return Ok(());
+        }
 
         let mut repeat_of: Option<(Uuid, Option<String>, RepeatMatch)> = None;
         if !appeal.historical && appeal.repeat_check {
-            match self.find_repeat(&mut tx, &appeal, &classification).await? {
-                Some(found) if found.case_open => {
-                    self.join(&mut tx, event, &appeal, found).await?;
-                    tx.commit().await.map_err(sqlx_error)?;
-                    return Ok(());
+            if let Some(found) = self.find_repeat(&mut tx, &appeal, &classification).await? {
+                // Decide on the case as it is under its lock, not as the search saw it.
+                let locked = cases::lock(&mut tx, found.case_id)
+                    .await
+                    .map_err(store_error)?;
+                match locked.as_ref().map(|c| c.state.as_str()) {
+                    Some("closed" | "callback_done") => {
+                        let unit = cases::last_lead(&mut tx, found.case_id)
+                            .await
+                            .map_err(store_error)?;
+                        repeat_of = Some((found.case_id, unit, found.matched));
+                    }
+                    Some(state)
+                        if state.parse::<CaseState>().is_ok_and(|s| {
+                            s.is_open_with_unit()
+                                || matches!(s, CaseState::Resolved | CaseState::Returned)
+                        }) =>
+                    {
+                        let state = state.to_owned();
+                        self.join(&mut tx, event, &appeal, found, &state).await?;
+                        tx.commit().await.map_err(sqlx_error)?;
+                        return Ok(());
+                    }
+                    // Linked or transferred out meanwhile: a case of its own.
+                    _ => {}
                 }
-                Some(found) => {
-                    let unit = cases::last_lead(&mut tx, found.case_id)
-                        .await
-                        .map_err(store_error)?;
-                    repeat_of = Some((found.case_id, unit, found.matched));
-                }
-                None => {}
             }
         }
 
@@ -295,7 +314,6 @@ impl<C: Clock> RouterWorker<C> {
             let found = FoundRepeat {
                 appeal_id: candidate.id,
                 case_id: candidate.case_id,
-                case_state: candidate.case_state.clone(),
                 case_open,
                 matched,
             };
@@ -317,8 +335,8 @@ impl<C: Clock> RouterWorker<C> {
         event: &Event,
         appeal: &appeals::AppealRow,
         found: FoundRepeat,
+        state: &str,
     ) -> Result<(), HandlerError> {
-        cases::lock(tx, found.case_id).await.map_err(store_error)?;
         let reason = format!(
             "{} (text overlap {:.2}) with appeal {}",
             match found.matched.kind {
@@ -353,8 +371,8 @@ impl<C: Clock> RouterWorker<C> {
         cases::record_transition(
             tx,
             found.case_id,
-            Some(&found.case_state),
-            &found.case_state,
+            Some(state),
+            state,
             &linked,
             detail.clone(),
         )
@@ -591,7 +609,7 @@ fn alternatives(appeals: &[hotline_store::appeals::AppealRow]) -> Vec<TopicCode>
 struct FoundRepeat {
     appeal_id: Uuid,
     case_id: Uuid,
-    case_state: String,
+    /// As the search saw it; preferred over a closed case. Re-checked under the case's lock.
     case_open: bool,
     matched: RepeatMatch,
 }

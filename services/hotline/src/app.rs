@@ -120,6 +120,16 @@ pub async fn start<C: Clock + Clone>(
     clock: C,
 ) -> anyhow::Result<Stack> {
     let (pool, kafka) = prepare(config).await?;
+    if config.caller_key_secret.is_none()
+        && components
+            .iter()
+            .any(|c| matches!(c, Component::Api | Component::Router))
+    {
+        tracing::warn!(
+            "HOTLINE_CALLER_KEY_SECRET is unset: callers' phones are hashed with the public \
+             development key; set a secret of your own in production"
+        );
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let publisher = Publisher::new(&kafka).context("failed to create the Kafka producer")?;

@@ -262,25 +262,30 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
             &operator,
             json!({"reached": true, "solved": true, "satisfaction": "satisfied"}),
         ),
-        // Every appeal joined to the case gets its own callback (the first by default).
-        (
-            "callback",
-            &operator,
-            json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "very_satisfied"}),
-        ),
     ] {
         let (status, body) = api
             .post(&format!("/api/v1/cases/{case_id}/{action}"), token, &body)
             .await;
         assert_eq!(status, 200, "{action}: {body}");
     }
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/cases/{case_id}/callback"),
-            &operator,
-            &json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "satisfied"}),
-        )
-        .await;
+    // Every appeal joined to the case gets its own callback (the first by default) before the
+    // case closes.
+    let close = format!("/api/v1/cases/{case_id}/close");
+    let (status, body) = api.post(&close, &operator, &json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("callbacks_pending")),
+        "{body}"
+    );
+    let second_callback = json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "very_satisfied"});
+    let callback = format!("/api/v1/cases/{case_id}/callback");
+    let (status, body) = api.post(&callback, &operator, &second_callback).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("callback_done")),
+        "{body}"
+    );
+    let (status, body) = api.post(&callback, &operator, &second_callback).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("already_called_back"))

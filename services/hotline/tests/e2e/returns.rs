@@ -502,6 +502,53 @@ async fn a_district_bureau_forwards_a_case_to_its_school_and_stays_accountable()
         history_events(&case)[..3],
         ["CaseRouted", "CaseAccepted", "CaseForwarded"]
     );
+    // The school sees no caller; the callers' identities stay with the bureau.
+    assert_eq!(seen["appeals"][0]["caller"], json!({"confidential": true}));
+
+    // A case the bureau forwarded and then returned leaves the school's sight.
+    let other = api
+        .wait_settled(
+            &operator,
+            &api.file(
+                &operator,
+                "青岛第七中学门口早上接送车辆乱停，孩子过马路很危险",
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(other["lead_unit"], "shinan", "{other}");
+    let other_id = other["case_id"].as_str().unwrap().to_owned();
+    let other_path = |p: &str| format!("/api/v1/cases/{other_id}/{p}");
+    let (status, _) = api
+        .post(
+            &other_path("forward"),
+            &shinan,
+            &json!({"school": "青岛第七中学"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        api.get(&format!("/api/v1/cases/{other_id}"), &seventh)
+            .await
+            .0,
+        200
+    );
+    let (status, _) = api
+        .post(
+            &other_path("return"),
+            &shinan,
+            &json!({"reason": "not_our_jurisdiction", "note": "交通秩序由交警负责"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        api.get(&format!("/api/v1/cases/{other_id}"), &seventh)
+            .await
+            .0,
+        404
+    );
+    let (_, list) = api.get("/api/v1/cases", &seventh).await;
+    assert_eq!(list["cases"].as_array().unwrap().len(), 1, "{list}");
 
     let pool = stack.pool.clone();
     stack.stop().await;
