@@ -440,3 +440,98 @@ async fn a_playbook_reminder_is_created_lead_days_before_its_season_once() {
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+#[tokio::test]
+async fn a_district_hotspot_raised_again_becomes_a_special_item() {
+    let mut env = TestEnv::new().await;
+    env.config.proactive_scan_interval_ms = 200;
+    let clock = ShiftedClock::default();
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let manager = token(&stack.pool, Role::Manager, None).await;
+    const ENROLMENT: [&str; 6] = [
+        "西海岸新区今年小学划片范围怎么还没公布，孩子马上要报名了",
+        "黄岛区的学区划分到底按房产还是户口，问了好几个地方都说不清",
+        "西海岸新区一年级网上报名系统登录不上去，明天就截止了",
+        "我们小区在黄岛区，今年被划到很远的学校，家长都很有意见",
+        "西海岸新区随迁子女入学需要哪些材料，社保要交满几年",
+        "黄岛区今年小学招生入学要求提供居住证，我们刚办下来还能报名吗",
+    ];
+    let burst = |round: i64| {
+        let api = &api;
+        let operator = &operator;
+        let clock = clock.clone();
+        async move {
+            for (i, text) in ENROLMENT.iter().enumerate() {
+                let at = clock.now() - Span::minutes(90) + Span::minutes(10 * i as i64);
+                let (status, body) = api
+                    .post(
+                        "/api/v1/appeals",
+                        operator,
+                        &json!({"content": text, "channel": "phone", "received_at": at,
+                                "caller": {"phone": format!("1390000{round}{i:03}")}}),
+                    )
+                    .await;
+                assert_eq!(status, 201, "{body}");
+                let settled = api
+                    .wait_settled(operator, body["id"].as_str().unwrap())
+                    .await;
+                assert_eq!(settled["district"], "黄岛区", "{settled}");
+            }
+        }
+    };
+    let district_hotspots = || async {
+        let (_, body) = api.get("/api/v1/hotspots", &manager).await;
+        body["hotspots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["scope"] == "district" && h["place"] == "黄岛区")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    burst(1).await;
+    eventually(
+        "the first district hotspot",
+        Duration::from_secs(30),
+        || async { (district_hotspots().await.len() == 1).then_some(()) },
+    )
+    .await;
+    // Two days later the first has resolved...
+    clock.advance(Span::days(2));
+    eventually(
+        "the first hotspot resolves",
+        Duration::from_secs(30),
+        || async {
+            district_hotspots()
+                .await
+                .iter()
+                .all(|h| h["state"] == "resolved")
+                .then_some(())
+        },
+    )
+    .await;
+    // The key stays quiet for a day after it resolved; past that, a new surge counts.
+    clock.advance(Span::hours(25));
+    burst(2).await;
+    let item = eventually("a special item opens", Duration::from_secs(30), || async {
+        let (_, body) = api.get("/api/v1/special-items", &manager).await;
+        body["special_items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["opened_by"] == "auto:persistent_hotspot")
+            .cloned()
+    })
+    .await;
+    assert_eq!(district_hotspots().await.len(), 2);
+    assert_eq!(item["scope"], "district");
+    assert_eq!(item["place"], "黄岛区");
+    assert_eq!(item["owner_unit"], "qdedu-basic", "{item}");
+    assert_eq!(item["trigger"]["hotspots"], 2);
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
