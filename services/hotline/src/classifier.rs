@@ -207,8 +207,9 @@ pub fn bench_command(
     //    second view, char 2–4-grams, stacked beside it: +0.001 in a scikit-learn check, not
     //    worth a second weight table; complement naive Bayes stacked beside the SVMs, 3-fold:
     //    C = 1 0.9108, 4 0.9139, 16 0.9146, 5-fold: 0.9134, 0.9161, 0.9150 against stacking alone
-    //    0.9154, 0.9148, 0.9146: within noise and inconsistent, not kept.) The test file, scored
-    //    once for this design: 0.9097.
+    //    0.9154, 0.9148, 0.9146: within noise and inconsistent, not kept; words + char 1–3-grams
+    //    in 2^21 buckets, stacked: C = 4 0.9085, 16 0.9103, below.) The test file, scored once
+    //    for this design: 0.9097.
     let configs: Vec<FeatureConfig> = if grid {
         [(0, true), (2, false), (3, false), (2, true), (3, true)]
             .into_iter()
