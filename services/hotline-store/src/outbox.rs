@@ -72,3 +72,22 @@ pub async fn unpublished_count(conn: &mut PgConnection) -> Result<i64> {
             .await?,
     )
 }
+
+/// Deletes up to `limit` rows published before `before`; returns how many. Published rows are
+/// only history: Kafka has them, and the business tables keep the truth.
+pub async fn prune_published(
+    conn: &mut PgConnection,
+    before: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox WHERE published_at IS NOT NULL AND published_at < $1
+             ORDER BY id LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -106,3 +106,62 @@ pub async fn publish_batch(pool: &PgPool, publisher: &Publisher) -> Result<usize
     metrics::counter!("hotline_outbox_published_total").increment(ids.len() as u64);
     Ok(ids.len())
 }
+
+/// How long published outbox rows and processed-event keys are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub outbox: chrono::Duration,
+    pub processed_keys: chrono::Duration,
+}
+
+/// Deletes what retention allows, in batches; returns (outbox rows, processed keys) deleted.
+pub async fn prune_once<C: crate::Clock>(
+    pool: &PgPool,
+    clock: &C,
+    retention: Retention,
+) -> Result<(u64, u64), hotline_store::StoreError> {
+    const PRUNE_BATCH: i64 = 5_000;
+    let now = clock.now();
+    let mut conn = pool.acquire().await?;
+    let (mut outbox_rows, mut keys) = (0, 0);
+    loop {
+        let n = outbox::prune_published(&mut conn, now - retention.outbox, PRUNE_BATCH).await?;
+        outbox_rows += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    loop {
+        let n =
+            hotline_store::processed::prune(&mut conn, now - retention.processed_keys, PRUNE_BATCH)
+                .await?;
+        keys += n;
+        if n < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok((outbox_rows, keys))
+}
+
+/// Prunes every `interval` until shutdown (runs with the relay).
+pub async fn run_housekeeping<C: crate::Clock>(
+    pool: PgPool,
+    clock: C,
+    retention: Retention,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match prune_once(&pool, &clock, retention).await {
+            Ok((0, 0)) => {}
+            Ok((outbox_rows, keys)) => {
+                tracing::info!(outbox_rows, processed_keys = keys, "housekeeping pruned")
+            }
+            Err(error) => tracing::warn!(%error, "housekeeping failed; retrying later"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

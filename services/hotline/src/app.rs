@@ -222,6 +222,18 @@ pub async fn start<C: Clock + Clone>(
                     publisher.clone(),
                     shutdown.clone(),
                 ));
+                tasks.spawn(hotline_workers::relay::run_housekeeping(
+                    pool.clone(),
+                    clock.clone(),
+                    hotline_workers::relay::Retention {
+                        outbox: chrono::Duration::days(config.outbox_retention_days.max(1)),
+                        processed_keys: chrono::Duration::days(
+                            config.processed_retention_days.max(1),
+                        ),
+                    },
+                    Duration::from_secs(3600),
+                    shutdown.clone(),
+                ));
             }
             Component::Classifier => {
                 let initial = match &config.model_dir {

@@ -147,6 +147,23 @@ pub struct Config {
         global = true
     )]
     pub proactive_scan_interval_ms: u64,
+    /// Published outbox rows older than this are deleted (Kafka holds the events).
+    #[arg(
+        long,
+        env = "HOTLINE_OUTBOX_RETENTION_DAYS",
+        default_value_t = 7,
+        global = true
+    )]
+    pub outbox_retention_days: i64,
+    /// Processed-event keys older than this are deleted. Keep it above the topics' retention and
+    /// the dead-letter redrive window: a key is what makes a redelivery harmless.
+    #[arg(
+        long,
+        env = "HOTLINE_PROCESSED_RETENTION_DAYS",
+        default_value_t = 45,
+        global = true
+    )]
+    pub processed_retention_days: i64,
     /// Webhook attempts before a delivery is parked as failed (and that case's later deliveries to
     /// the unit wait for an admin).
     #[arg(

@@ -305,3 +305,75 @@ async fn retries_and_redeliveries_create_nothing_new() {
     stack.stop().await;
     env.cleanup(pool).await;
 }
+
+#[tokio::test]
+async fn housekeeping_prunes_published_outbox_rows_and_old_processed_keys_only() {
+    use chrono::Duration as Span;
+    use hotline_workers::clock::ShiftedClock;
+    use hotline_workers::relay::{prune_once, Retention};
+    let env = TestEnv::new().await;
+    let stack = env.start_all(SystemClock).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let id = api.file(&operator, "崂山区一所小学校服收费太贵").await;
+    api.wait_settled(&operator, &id).await;
+    let pool = stack.pool.clone();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let published = "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL";
+    let keys = "SELECT count(*) FROM processed_events";
+    crate::support::eventually(
+        "events are published",
+        std::time::Duration::from_secs(20),
+        || async { (count(published).await > 0).then_some(()) },
+    )
+    .await;
+    // Stopped, so nothing moves while we count (and the relay does not publish the row below).
+    stack.stop().await;
+    // A row written now but not yet published must survive any pruning.
+    sqlx::query(
+        "INSERT INTO outbox (stream, aggregate_id, event_id, event_type, payload)
+         VALUES ('cases', 'x', gen_random_uuid(), 'Test', '\\x00')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let retention = Retention {
+        outbox: Span::days(7),
+        processed_keys: Span::days(45),
+    };
+    let keys_before = count(keys).await;
+    assert!(keys_before > 0);
+
+    // Today nothing is old enough.
+    assert_eq!(
+        prune_once(&pool, &SystemClock, retention).await.unwrap(),
+        (0, 0)
+    );
+    // Eight days on: published rows go, keys stay.
+    let later = ShiftedClock::default();
+    later.advance(Span::days(8));
+    let (rows, pruned_keys) = prune_once(&pool, &later, retention).await.unwrap();
+    assert!(rows > 0);
+    assert_eq!(pruned_keys, 0);
+    assert_eq!(count(published).await, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE published_at IS NULL AND event_type = 'Test'")
+            .await,
+        1
+    );
+    // Forty-six days on: the keys go too.
+    later.advance(Span::days(38));
+    let (_, pruned_keys) = prune_once(&pool, &later, retention).await.unwrap();
+    assert!(pruned_keys >= keys_before as u64);
+    assert_eq!(count(keys).await, 0);
+
+    env.cleanup(pool).await;
+}
