@@ -33,7 +33,8 @@ pub struct CallbackRecord {
 }
 
 /// What the rates need of one case: the unit charged with it (the lead whose clocks ran last),
-/// its latest sign, contact and resolve clocks, and its latest callback.
+/// its latest sign, contact and resolve clocks, and each caller's latest callback (a case that
+/// repeats joined has several callers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseRecord {
     pub unit: String,
@@ -41,7 +42,7 @@ pub struct CaseRecord {
     pub sign: Option<ClockRecord>,
     pub contact: Option<ClockRecord>,
     pub resolve: Option<ClockRecord>,
-    pub callback: Option<CallbackRecord>,
+    pub callbacks: Vec<CallbackRecord>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -122,7 +123,10 @@ pub fn compute(
                     c.sign.is_some_and(|s| s.on_time()) && c.contact.is_some_and(|s| s.on_time())
                 })
                 .count();
-            let callbacks: Vec<CallbackRecord> = cases.iter().filter_map(|c| c.callback).collect();
+            let callbacks: Vec<CallbackRecord> = cases
+                .iter()
+                .flat_map(|c| c.callbacks.iter().copied())
+                .collect();
             let solved = callbacks.iter().filter(|c| c.solved).count();
             let satisfied = callbacks
                 .iter()
@@ -193,7 +197,7 @@ mod tests {
             sign,
             contact,
             resolve,
-            callback,
+            callbacks: Vec::from_iter(callback),
         };
         let good = CallbackRecord {
             solved: true,
@@ -264,6 +268,30 @@ mod tests {
         assert_eq!(licang.cases, 1);
         assert_eq!(licang.resolution_rate, None); // no callbacks: no rate, not zero
         assert_eq!(licang.on_time_resolution_rate, None);
+
+        // A case several callers joined: each caller's callback counts.
+        let mut joined = case("laoshan", 10, None, None, None, None);
+        joined.callbacks = vec![
+            CallbackRecord {
+                solved: true,
+                satisfaction: Satisfaction::Satisfied,
+            },
+            CallbackRecord {
+                solved: false,
+                satisfaction: Satisfaction::Dissatisfied,
+            },
+        ];
+        let laoshan = &compute(&[joined], at(0), at(100))["laoshan"];
+        assert_eq!(
+            (
+                laoshan.cases,
+                laoshan.callbacks,
+                laoshan.solved,
+                laoshan.satisfied
+            ),
+            (1, 2, 1, 1)
+        );
+        assert_eq!(laoshan.satisfaction_rate, Some(0.5));
     }
 
     #[test]

@@ -22,7 +22,7 @@ type ClockRow = (
 );
 
 /// Cases received in `[from, to)` that reached a unit (not triage-only, not transferred out), with
-/// the unit that last led them, their latest clocks and their latest callback.
+/// the unit that last led them, their latest clocks and each caller's latest callback.
 pub async fn case_records(
     conn: &mut PgConnection,
     from: DateTime<Utc>,
@@ -50,9 +50,10 @@ pub async fn case_records(
     .fetch_all(&mut *conn)
     .await?;
     let callbacks: Vec<(Uuid, serde_json::Value)> = sqlx::query_as(
-        "SELECT DISTINCT ON (case_id) case_id, detail FROM case_events
+        "SELECT DISTINCT ON (case_id, coalesce(detail->>'appeal_id', '')) case_id, detail
+         FROM case_events
          WHERE case_id = ANY($1) AND event_type = 'CallbackRecorded'
-         ORDER BY case_id, id DESC",
+         ORDER BY case_id, coalesce(detail->>'appeal_id', ''), id DESC",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
@@ -68,20 +69,18 @@ pub async fn case_records(
             },
         );
     }
-    let callback_map: HashMap<Uuid, CallbackRecord> = callbacks
-        .into_iter()
-        .filter_map(|(case_id, detail)| {
-            let grade = satisfaction(detail.get("satisfaction")?.as_str()?)?;
-            let solved = detail.get("solved")?.as_bool()?;
-            Some((
-                case_id,
-                CallbackRecord {
-                    solved,
-                    satisfaction: grade,
-                },
-            ))
-        })
-        .collect();
+    let mut callback_map: HashMap<Uuid, Vec<CallbackRecord>> = HashMap::new();
+    for (case_id, detail) in callbacks {
+        let record = (|| {
+            Some(CallbackRecord {
+                solved: detail.get("solved")?.as_bool()?,
+                satisfaction: satisfaction(detail.get("satisfaction")?.as_str()?)?,
+            })
+        })();
+        if let Some(record) = record {
+            callback_map.entry(case_id).or_default().push(record);
+        }
+    }
     Ok(cases
         .into_iter()
         .map(|(id, received_at, unit)| {
@@ -92,7 +91,7 @@ pub async fn case_records(
                 sign: clock("sign"),
                 contact: clock("contact"),
                 resolve: clock("resolve"),
-                callback: callback_map.get(&id).copied(),
+                callbacks: callback_map.remove(&id).unwrap_or_default(),
             }
         })
         .collect())
