@@ -140,6 +140,12 @@ async fn file_from(api: &Api, token: &str, phone: &str, content: &str) -> Value 
     body
 }
 
+/// Files an appeal from a caller and waits until it is routed (or joined to a case).
+async fn settled_from(api: &Api, token: &str, phone: &str, content: &str) -> Value {
+    let filed = file_from(api, token, phone, content).await;
+    api.wait_settled(token, filed["id"].as_str().unwrap()).await
+}
+
 #[tokio::test]
 async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closing_unit() {
     let env = TestEnv::new().await;
@@ -150,16 +156,13 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
     let licang = token(&stack.pool, Role::Unit, Some("licang")).await;
 
     // The same caller calls again about the same matter, in other words.
-    let first = file_from(
+    let first = settled_from(
         &api,
         &operator,
         "13800001111",
         "青岛第五十中学食堂周三午饭的鸡腿有股馊味，孩子吃了拉肚子，学校也没个说法",
     )
     .await;
-    let first = api
-        .wait_settled(&operator, first["id"].as_str().unwrap())
-        .await;
     let case_id = first["case_id"].as_str().unwrap().to_owned();
     assert_eq!(first["lead_unit"], "licang", "{first}");
     let again = file_from(
@@ -183,28 +186,22 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
 
     // Another parent about the same incident at the same school joins too; the same complaint
     // about another school does not.
-    let other_parent = file_from(
+    let other_parent = settled_from(
         &api,
         &operator,
         "13900002222",
         "青岛第五十中学周三中午的鸡腿是坏的，我们班好几个孩子吃完肚子疼",
     )
     .await;
-    let other_parent = api
-        .wait_settled(&operator, other_parent["id"].as_str().unwrap())
-        .await;
     assert_eq!(other_parent["case_id"], case_id.as_str(), "{other_parent}");
     assert_eq!(other_parent["repeat_match"]["kind"], "same_matter");
-    let other_school = file_from(
+    let other_school = settled_from(
         &api,
         &operator,
         "13700003333",
         "青岛第十九中学周三中午的鸡腿是坏的，我们班好几个孩子吃完肚子疼",
     )
     .await;
-    let other_school = api
-        .wait_settled(&operator, other_school["id"].as_str().unwrap())
-        .await;
     assert_ne!(other_school["case_id"], case_id.as_str());
 
     let (_, case) = api.get(&format!("/api/v1/cases/{case_id}"), &licang).await;
@@ -298,16 +295,13 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
         )
         .await;
     assert_eq!(status, 200);
-    let back = file_from(
+    let back = settled_from(
         &api,
         &operator,
         "13800001111",
         "五十中食堂的鸡腿又是馊的，上次说整改了，根本没改",
     )
     .await;
-    let back = api
-        .wait_settled(&operator, back["id"].as_str().unwrap())
-        .await;
     assert_ne!(back["case_id"], case_id.as_str());
     let today = chrono::Utc::now()
         .with_timezone(&hotline_domain::calendar::china_offset())
