@@ -513,7 +513,7 @@ async fn a_district_hotspot_raised_again_becomes_a_special_item() {
     )
     .await;
     // The key stays quiet for a day after it resolved; past that, a new surge counts.
-    clock.advance(Span::hours(25));
+    clock.advance(Span::hours(26));
     burst(2).await;
     let item = eventually("a special item opens", Duration::from_secs(30), || async {
         let (_, body) = api.get("/api/v1/special-items", &manager).await;
