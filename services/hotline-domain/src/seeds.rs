@@ -41,4 +41,5 @@ pub(crate) const TOPICS_TSV_FOR_TESTS: &str = include_str!("../../../seeds/topic
 pub const TRAINING_EXAMPLES: &[&str] = &[
     include_str!("../../../seeds/training/examples-a.jsonl"),
     include_str!("../../../seeds/training/examples-b.jsonl"),
+    include_str!("../../../seeds/training/examples-c.jsonl"),
 ];
