@@ -380,14 +380,7 @@ fn candidates(state: &AppState, case: &CaseRow, alternatives: Option<&Value>) ->
         .into_iter()
         .filter_map(|topic| {
             let decision = dirs.catalogue.route(
-                &RoutingInput {
-                    topic,
-                    confidence: 1.0,
-                    education_related: true,
-                    urgent: case.urgent,
-                    district: case.district.as_deref(),
-                    school,
-                },
+                &RoutingInput::settled(topic, case.urgent, case.district.as_deref(), school),
                 &dirs.units,
             );
             let RoutingDecision::Route {

@@ -82,15 +82,8 @@ impl DispatchCatalogue {
                 ),
             );
         }
-        let input = RoutingInput {
-            topic: case.topic,
-            // The classification was accepted once; a return is no reason to triage it.
-            confidence: 1.0,
-            education_related: true,
-            urgent: case.urgent,
-            district: case.district,
-            school: case.school,
-        };
+        // The classification was accepted once; a return is no reason to triage it.
+        let input = RoutingInput::settled(case.topic, case.urgent, case.district, case.school);
         match case.reason {
             ReturnReason::Duplicate => AfterReturn::Ruling {
                 rule: "return/duplicate".into(),

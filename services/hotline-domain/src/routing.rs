@@ -91,6 +91,26 @@ pub struct RoutingInput<'a> {
     pub school: Option<&'a School>,
 }
 
+impl<'a> RoutingInput<'a> {
+    /// An appeal whose topic is settled (a person chose it, or the case was routed once): the
+    /// catalogue's answer, never triage for low confidence.
+    pub fn settled(
+        topic: TopicCode,
+        urgent: bool,
+        district: Option<&'a str>,
+        school: Option<&'a School>,
+    ) -> Self {
+        Self {
+            topic,
+            confidence: 1.0,
+            education_related: true,
+            urgent,
+            district,
+            school,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum RoutingDecision {

@@ -372,6 +372,16 @@ pub async fn record_transition(
     crate::outbox::enqueue(conn, event).await
 }
 
+/// One history row, by the id of the event that made it.
+pub async fn event(conn: &mut PgConnection, event_id: Uuid) -> Result<Option<CaseEventRow>> {
+    Ok(
+        sqlx::query_as::<_, CaseEventRow>("SELECT * FROM case_events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 pub async fn history(conn: &mut PgConnection, case_id: Uuid) -> Result<Vec<CaseEventRow>> {
     Ok(sqlx::query_as::<_, CaseEventRow>(
         "SELECT * FROM case_events WHERE case_id = $1 ORDER BY id",

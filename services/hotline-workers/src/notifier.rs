@@ -77,11 +77,9 @@ impl Handler for NotifierWorker {
             tx.commit().await.map_err(sqlx_error)?;
             return Ok(());
         }
-        let history = cases::history(&mut tx, case_id)
+        let history = cases::event(&mut tx, event.event_id)
             .await
-            .map_err(store_error)?
-            .into_iter()
-            .find(|h| h.event_id == event.event_id);
+            .map_err(store_error)?;
         for endpoint in &endpoints {
             let delivery_id = Uuid::now_v7();
             let queued = webhooks::enqueue(

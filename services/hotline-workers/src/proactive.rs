@@ -53,15 +53,9 @@ impl ProactiveRules {
         school: Option<&str>,
     ) -> Option<String> {
         let dirs = &self.directories;
+        let school = school.and_then(|s| dirs.schools.by_name(s));
         let decision = dirs.catalogue.route(
-            &RoutingInput {
-                topic,
-                confidence: 1.0,
-                education_related: true,
-                urgent: false,
-                district,
-                school: school.and_then(|s| dirs.schools.by_name(s)),
-            },
+            &RoutingInput::settled(topic, false, district, school),
             &dirs.units,
         );
         match decision {
