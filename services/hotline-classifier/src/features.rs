@@ -97,7 +97,11 @@ fn hash_str(kind: u8, s: &str) -> u64 {
 }
 
 fn is_content(c: char) -> bool {
-    c.is_alphanumeric()
+    // Most characters of an appeal are common CJK ideographs or ASCII; deciding those here spares
+    // the Unicode table lookup behind `is_alphanumeric` (a few per cent of classification time).
+    matches!(c, '\u{4E00}'..='\u{9FFF}')
+        || c.is_ascii_alphanumeric()
+        || (!c.is_ascii() && c.is_alphanumeric())
 }
 
 impl Featurizer {
@@ -181,7 +185,7 @@ impl Featurizer {
                 }
             }
         }
-        out.sort_unstable_by_key(|(b, _)| *b);
+        sort_by_bucket(out, self.config.bucket_bits);
         out.dedup_by(|next, kept| {
             if next.0 == kept.0 {
                 kept.1 += next.1;
@@ -193,11 +197,41 @@ impl Featurizer {
     }
 }
 
+/// Sorts features by bucket, stably: an LSD radix sort on 8-bit digits, as many passes as the
+/// bucket number has bytes. A text has about a thousand features, and a comparison sort of them
+/// was the largest single cost of classifying it.
+fn sort_by_bucket(features: &mut Vec<(u32, f32)>, bucket_bits: u32) {
+    if features.len() < 64 {
+        features.sort_by_key(|(b, _)| *b);
+        return;
+    }
+    let mut from = std::mem::take(features);
+    let mut to = vec![(0u32, 0.0f32); from.len()];
+    for shift in (0..bucket_bits).step_by(8) {
+        let mut starts = [0usize; 257];
+        for (bucket, _) in &from {
+            starts[((bucket >> shift) & 0xff) as usize + 1] += 1;
+        }
+        for digit in 0..256 {
+            starts[digit + 1] += starts[digit];
+        }
+        for feature in &from {
+            let digit = ((feature.0 >> shift) & 0xff) as usize;
+            to[starts[digit]] = *feature;
+            starts[digit] += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    *features = from;
+}
+
 /// Sublinear TF × IDF, then L2 normalisation, in place.
 pub fn weigh(features: &mut [(u32, f32)], idf: &[f32]) {
     let mut norm = 0.0f32;
     for (bucket, value) in features.iter_mut() {
-        *value = (1.0 + value.ln()) * idf[*bucket as usize];
+        // Most features occur once, and 1 + ln 1 = 1: skip the logarithm for them.
+        let tf = if *value == 1.0 { 1.0 } else { 1.0 + value.ln() };
+        *value = tf * idf[*bucket as usize];
         norm += *value * *value;
     }
     if norm > 0.0 {
@@ -226,6 +260,46 @@ mod tests {
         check("西海岸新区的学区房划片问题", &["西海岸新区", "划片"]);
         check("孩子在学校被同学打了", &["孩子", "学校", "同学"]);
         check("ＡＢＣ培训机构跑路了！", &["abc", "培训机构", "跑路"]);
+    }
+
+    #[test]
+    fn the_radix_sort_orders_like_a_stable_comparison_sort() {
+        let mut state = 0x2545_f491_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (len, bits) in [
+            (0, 8),
+            (5, 20),
+            (63, 18),
+            (64, 18),
+            (1_000, 18),
+            (3_000, 20),
+            (500, 26),
+            (200, 1),
+        ] {
+            let mut features: Vec<(u32, f32)> = (0..len)
+                .map(|i| ((next() & ((1 << bits) - 1)) as u32, i as f32))
+                .collect();
+            let mut expected = features.clone();
+            expected.sort_by_key(|(b, _)| *b);
+            sort_by_bucket(&mut features, bits);
+            assert_eq!(features, expected, "{len} features, {bits} bits");
+        }
+    }
+
+    #[test]
+    fn content_characters_are_the_alphanumeric_ones() {
+        let samples = ('\u{0}'..='\u{2FFF}')
+            .chain('\u{4DF0}'..='\u{A0FF}')
+            .chain('\u{FF00}'..='\u{FFEF}')
+            .chain(['𠀀', '😀']);
+        for c in samples {
+            assert_eq!(is_content(c), c.is_alphanumeric(), "{c:?}");
+        }
     }
 
     #[test]

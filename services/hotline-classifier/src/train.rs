@@ -5,7 +5,7 @@
 //! learns how the one-vs-rest SVMs' scores relate, which argmax alone cannot).
 
 use crate::features::{weigh, Featurizer};
-use crate::model::{softmax, LinearModel, Stacker};
+use crate::model::{softmax, LinearModel, Stacker, WeightTable};
 use crate::ModelError;
 
 #[derive(Debug, Clone, Copy)]
@@ -141,8 +141,8 @@ fn fit(
     label_count: usize,
     buckets: usize,
     config: &TrainConfig,
-) -> (Vec<f32>, Vec<f32>) {
-    let mut weights = vec![0.0f32; buckets * label_count];
+) -> (WeightTable, Vec<f32>) {
+    let mut weights = WeightTable::zeros(buckets, label_count);
     let mut biases = vec![0.0f32; label_count];
     let mut rng = Rng(config.seed | 1);
     for label in 0..label_count {
@@ -168,7 +168,7 @@ fn fit(
         };
         for (bucket, value) in w.into_iter().enumerate() {
             if value != 0.0 {
-                weights[bucket * label_count + label] = value;
+                weights.set(bucket, label, value);
             }
         }
         biases[label] = b;
@@ -196,13 +196,10 @@ fn log_count_ratio(docs: &[&[(u32, f32)]], positive: &[bool], buckets: usize) ->
         .collect()
 }
 
-fn decision(weights: &[f32], biases: &[f32], doc: &[(u32, f32)]) -> Vec<f32> {
-    let n = biases.len();
+fn decision(weights: &WeightTable, biases: &[f32], doc: &[(u32, f32)]) -> Vec<f32> {
     let mut scores = biases.to_vec();
     for (bucket, value) in doc {
-        for (label, score) in scores.iter_mut().enumerate() {
-            *score += weights[*bucket as usize * n + label] * value;
-        }
+        weights.add_row(*bucket as usize, *value, &mut scores);
     }
     scores
 }

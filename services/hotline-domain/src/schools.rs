@@ -91,9 +91,8 @@ impl SchoolDirectory {
     /// The first school the text names (by official name or alias).
     pub fn find(&self, normalised_text: &str) -> Option<&School> {
         self.needles
-            .find(normalised_text)
-            .first()
-            .map(|(_, index)| &self.schools[self.owners[*index]])
+            .first(normalised_text)
+            .map(|(_, index)| &self.schools[self.owners[index]])
     }
 }
 
