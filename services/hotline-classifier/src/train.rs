@@ -143,7 +143,7 @@ fn fit(
     config: &TrainConfig,
 ) -> (WeightTable, Vec<f32>) {
     let mut weights = WeightTable::zeros(buckets, label_count);
-    let mut biases = vec![0.0f32; label_count];
+    let mut biases = Vec::with_capacity(label_count);
     let mut rng = Rng(config.seed | 1);
     for label in 0..label_count {
         let positive: Vec<bool> = labels.iter().map(|l| *l == label).collect();
@@ -171,7 +171,7 @@ fn fit(
                 weights.set(bucket, label, value);
             }
         }
-        biases[label] = b;
+        biases.push(b);
     }
     (weights, biases)
 }
