@@ -6,7 +6,7 @@ use crate::features::{FeatureConfig, Featurizer};
 use crate::model::{softmax, LinearModel};
 use crate::train::{train, TrainConfig};
 use crate::ModelError;
-use hotline_domain::classify::{Classification, KeywordClassifier, TopicScore};
+use hotline_domain::classify::{Classification, KeywordClassifier, PhraseScores, TopicScore};
 use hotline_domain::text::normalise;
 use hotline_domain::TopicCode;
 
@@ -131,6 +131,37 @@ impl TopicClassifier {
         &self.model.version
     }
 
+    /// Logits of the 16 topics in `TopicCode::ALL` order: the model's calibrated logits plus the
+    /// weighted phrase scores. `classify`'s confidences are their softmax.
+    pub fn topic_logits(&self, text: &str) -> Vec<f32> {
+        let normalised = normalise(text);
+        let words = self.featurizer.words(&normalised);
+        let phrases = self.keywords.phrase_scores(&normalised);
+        self.combined_logits(&normalised, &words, &phrases, &mut Vec::new())
+    }
+
+    fn combined_logits(
+        &self,
+        normalised: &str,
+        words: &[&str],
+        phrases: &PhraseScores,
+        scratch: &mut Vec<(u32, f32)>,
+    ) -> Vec<f32> {
+        self.model
+            .features_from(&self.featurizer, normalised, words, scratch);
+        let scores = self.model.scores(scratch);
+        let model_logits = self.model.logits(&scores);
+        TopicCode::ALL
+            .iter()
+            .zip(&self.label_of_topic)
+            .map(|(topic, label)| {
+                let model = label.map_or(-10.0, |l| model_logits[l]);
+                let prior = phrases.scores.get(topic).copied().unwrap_or(0.0) as f32;
+                model + self.keyword_weight * prior
+            })
+            .collect()
+    }
+
     pub fn classify(
         &self,
         text: &str,
@@ -144,20 +175,8 @@ impl TopicClassifier {
             .keywords
             .extract(&normalised, district_hint, school_hint);
         let mut scratch = Vec::new();
-        self.model
-            .features_from(&self.featurizer, &normalised, &words, &mut scratch);
+        let logits = self.combined_logits(&normalised, &words, &phrases, &mut scratch);
         let empty = scratch.is_empty();
-        let scores = self.model.scores(&scratch);
-        let model_logits = self.model.logits(&scores);
-        let logits: Vec<f32> = TopicCode::ALL
-            .iter()
-            .zip(&self.label_of_topic)
-            .map(|(topic, label)| {
-                let model = label.map_or(-10.0, |l| model_logits[l]);
-                let prior = phrases.scores.get(topic).copied().unwrap_or(0.0) as f32;
-                model + self.keyword_weight * prior
-            })
-            .collect();
         let probabilities = softmax(&logits);
         let mut ranked: Vec<(TopicCode, f32)> =
             TopicCode::ALL.iter().copied().zip(probabilities).collect();
