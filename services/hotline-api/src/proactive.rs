@@ -27,6 +27,22 @@ fn id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
 }
 
+/// A query filter that, when given, must be one of `allowed` ("must be a, b or c").
+fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => {
+            let (last, rest) = allowed.split_last().unwrap_or((&"", &[]));
+            let choices = if rest.is_empty() {
+                (*last).to_owned()
+            } else {
+                format!("{} or {last}", rest.join(", "))
+            };
+            Err(ApiError::invalid_field(field, format!("must be {choices}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateQuery {
@@ -42,13 +58,7 @@ pub(crate) async fn hotspots(
     Query(query): Query<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     staff(&caller)?;
-    if query
-        .state
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "open" | "resolved"))
-    {
-        return Err(ApiError::invalid_field("state", "must be open or resolved"));
-    }
+    one_of("state", query.state.as_deref(), &["open", "resolved"])?;
     let mut conn = state.pool.acquire().await?;
     let rows = proactive::hotspots(
         &mut conn,
@@ -71,23 +81,12 @@ pub(crate) async fn tasks(
         }
         (Role::Operator | Role::Manager | Role::Admin, _) => query.unit.clone(),
     };
-    if query
-        .state
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "open" | "done"))
-    {
-        return Err(ApiError::invalid_field("state", "must be open or done"));
-    }
-    if query
-        .kind
-        .as_deref()
-        .is_some_and(|k| !matches!(k, "hotspot" | "playbook" | "special_item"))
-    {
-        return Err(ApiError::invalid_field(
-            "kind",
-            "must be hotspot, playbook or special_item",
-        ));
-    }
+    one_of("state", query.state.as_deref(), &["open", "done"])?;
+    one_of(
+        "kind",
+        query.kind.as_deref(),
+        &["hotspot", "playbook", "special_item"],
+    )?;
     let mut conn = state.pool.acquire().await?;
     let rows = proactive::tasks(
         &mut conn,

@@ -204,8 +204,9 @@ fn decision(weights: &WeightTable, biases: &[f32], doc: &[(u32, f32)]) -> Vec<f3
     scores
 }
 
-/// The temperature that maximises the likelihood of out-of-fold decision values.
-fn fit_temperature(out_of_fold: &[(Vec<f32>, usize)]) -> f32 {
+/// The temperature that maximises the likelihood of out-of-fold decision values (returned as the
+/// factor the values are multiplied by before the softmax).
+pub fn fit_temperature(out_of_fold: &[(Vec<f32>, usize)]) -> f32 {
     let mut best = (f32::NEG_INFINITY, 1.0f32);
     let mut t = 0.25f32;
     while t <= 40.0 {

@@ -204,8 +204,9 @@ impl<C: Clock> ProactiveWorker<C> {
                     evidence.count,
                     evidence.expected
                 );
-                self.task(
+                create_task(
                     tx,
+                    self.clock.now(),
                     "hotspot",
                     &id.to_string(),
                     &unit,
@@ -341,8 +342,9 @@ impl<C: Clock> ProactiveWorker<C> {
             tx, id, topic, scope, place, &owner, opened_by, cases, deadline, now,
         )
         .await?;
-        self.task(
+        create_task(
             tx,
+            self.clock.now(),
             "special_item",
             &id.to_string(),
             &owner,
@@ -352,31 +354,6 @@ impl<C: Clock> ProactiveWorker<C> {
         )
         .await?;
         tracing::warn!(item = %id, topic = topic.as_str(), place, ?trigger, at = %at, "special item opened");
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn task(
-        &self,
-        tx: &mut PgConnection,
-        kind: &str,
-        source: &str,
-        unit: &str,
-        title: &str,
-        detail: serde_json::Value,
-        due_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<()> {
-        create_task(
-            tx,
-            self.clock.now(),
-            kind,
-            source,
-            unit,
-            title,
-            detail,
-            due_at,
-        )
-        .await?;
         Ok(())
     }
 }

@@ -447,29 +447,9 @@ fn fit_combined_temperature(
             out_of_fold.push((classifier.topic_logits(text), target));
         }
     }
-    let log_likelihood = |temperature: f32| -> f64 {
-        out_of_fold
-            .iter()
-            .map(|(logits, target)| {
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f64 = logits
-                    .iter()
-                    .map(|z| f64::from((z - max) / temperature).exp())
-                    .sum();
-                f64::from((logits[*target] - max) / temperature) - sum.ln()
-            })
-            .sum()
-    };
-    let mut best = (f64::NEG_INFINITY, 1.0f32);
-    let mut temperature = 0.5f32;
-    while temperature <= 6.0 {
-        let value = log_likelihood(temperature);
-        if value > best.0 {
-            best = (value, temperature);
-        }
-        temperature *= 1.02;
-    }
-    Ok((f64::from(best.1) * 100.0).round() / 100.0)
+    // `fit_temperature` returns the factor the logits are multiplied by; a temperature divides.
+    let factor = hotline_classifier::train::fit_temperature(&out_of_fold);
+    Ok((f64::from(factor.recip()) * 100.0).round() / 100.0)
 }
 
 /// How far the stated confidence is from the share of topics that were right: per confidence

@@ -101,15 +101,7 @@ async fn killing_classifier_and_router_mid_stream_loses_and_duplicates_nothing()
     })
     .await;
 
-    let count = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
+    let count = |sql: &'static str| count_rows(&pool, sql);
     let n = APPEALS as i64;
     assert_eq!(count("SELECT count(*) FROM cases").await, n);
     assert_eq!(

@@ -280,15 +280,7 @@ async fn retries_and_redeliveries_create_nothing_new() {
         }
     }
 
-    let count = |sql: &'static str| {
-        let pool = stack.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
+    let count = |sql: &'static str| count_rows(&stack.pool, sql);
     assert_eq!(count("SELECT count(*) FROM appeals").await, 2);
     assert_eq!(count("SELECT count(*) FROM cases").await, 2);
     assert_eq!(
@@ -318,15 +310,7 @@ async fn housekeeping_prunes_published_outbox_rows_and_old_processed_keys_only()
     let id = api.file(&operator, "崂山区一所小学校服收费太贵").await;
     api.wait_settled(&operator, &id).await;
     let pool = stack.pool.clone();
-    let count = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
+    let count = |sql: &'static str| count_rows(&pool, sql);
     let published = "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL";
     let keys = "SELECT count(*) FROM processed_events";
     crate::support::eventually(

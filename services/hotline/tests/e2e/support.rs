@@ -191,6 +191,14 @@ impl Api {
     }
 }
 
+/// The single number a `SELECT count(*) …` returns.
+pub async fn count_rows(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// Polls `check` until it returns Some, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
