@@ -198,9 +198,7 @@ fn log_count_ratio(docs: &[&[(u32, f32)]], positive: &[bool], buckets: usize) ->
 
 fn decision(weights: &WeightTable, biases: &[f32], doc: &[(u32, f32)]) -> Vec<f32> {
     let mut scores = biases.to_vec();
-    for (bucket, value) in doc {
-        weights.add_row(*bucket as usize, *value, &mut scores);
-    }
+    weights.accumulate(doc, &mut scores);
     scores
 }
 

@@ -273,12 +273,7 @@ impl KeywordClassifier {
         let district = district_hint
             .and_then(|d| self.districts.canonical(d))
             .map(str::to_owned)
-            .or_else(|| {
-                self.districts
-                    .find_all(normalised_text)
-                    .first()
-                    .map(|d| (*d).to_owned())
-            })
+            .or_else(|| self.districts.first(normalised_text).map(str::to_owned))
             .or_else(|| school.map(|s| s.district.clone()));
         Extraction {
             urgent_cue: self.urgent_cue(normalised_text),

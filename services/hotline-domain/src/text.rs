@@ -208,8 +208,35 @@ const TRADITIONAL: &[(char, char)] = &[
     ('龍', '龙'),
 ];
 
+/// The CJK Unified Ideographs block, where every character of [`TRADITIONAL`] lies.
+const CJK_FIRST: u32 = 0x4E00;
+const CJK_LAST: u32 = 0x9FFF;
+
+/// One bit per character of the CJK block: set when [`TRADITIONAL`] has it. Most ideographs of
+/// an appeal are not in the table, and the bitmap says so without a binary search.
+const TRADITIONAL_BITMAP: [u64; ((CJK_LAST - CJK_FIRST) / 64 + 1) as usize] = {
+    let mut bits = [0u64; ((CJK_LAST - CJK_FIRST) / 64 + 1) as usize];
+    let mut i = 0;
+    while i < TRADITIONAL.len() {
+        let code = TRADITIONAL[i].0 as u32;
+        assert!(
+            code >= CJK_FIRST && code <= CJK_LAST,
+            "traditional characters are CJK"
+        );
+        let offset = code - CJK_FIRST;
+        bits[(offset / 64) as usize] |= 1 << (offset % 64);
+        i += 1;
+    }
+    bits
+};
+
 fn simplify(c: char) -> char {
-    if (c as u32) < 0x4E00 {
+    let code = c as u32;
+    if !(CJK_FIRST..=CJK_LAST).contains(&code) {
+        return c;
+    }
+    let offset = code - CJK_FIRST;
+    if TRADITIONAL_BITMAP[(offset / 64) as usize] & (1 << (offset % 64)) == 0 {
         return c;
     }
     TRADITIONAL
@@ -217,18 +244,33 @@ fn simplify(c: char) -> char {
         .map_or(c, |i| TRADITIONAL[i].1)
 }
 
+fn normalise_char(c: char) -> char {
+    match c {
+        '\u{3000}' => ' ',
+        '\u{FF01}'..='\u{FF5E}' => {
+            char::from_u32(c as u32 - 0xFEE0).map_or(c, |h| h.to_ascii_lowercase())
+        }
+        _ => simplify(c).to_ascii_lowercase(),
+    }
+}
+
 /// Full-width ASCII to half-width, ideographic space to space, ASCII lower-cased, common
 /// traditional characters to simplified. Chinese text is otherwise kept as written.
 pub fn normalise(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\u{3000}' => ' ',
-            '\u{FF01}'..='\u{FF5E}' => {
-                char::from_u32(c as u32 - 0xFEE0).map_or(c, |h| h.to_ascii_lowercase())
-            }
-            _ => simplify(c).to_ascii_lowercase(),
-        })
-        .collect()
+    // Most characters stay as they are: copy runs of them as they stand rather than decoding and
+    // re-encoding each one.
+    let mut normalised = String::with_capacity(text.len());
+    let mut unchanged_from = 0;
+    for (at, c) in text.char_indices() {
+        let mapped = normalise_char(c);
+        if mapped != c {
+            normalised.push_str(&text[unchanged_from..at]);
+            normalised.push(mapped);
+            unchanged_from = at + c.len_utf8();
+        }
+    }
+    normalised.push_str(&text[unchanged_from..]);
+    normalised
 }
 
 /// A set of phrases found in text by one Aho-Corasick pass: every non-overlapping occurrence,
@@ -319,6 +361,33 @@ mod tests {
             assert_eq!(set.first(text), set.find(text).first().copied(), "{text}");
         }
         assert_eq!(set.first("学校食堂饭菜"), Some(("学校".len(), 1)));
+    }
+
+    #[test]
+    fn the_bitmap_agrees_with_the_table() {
+        for code in CJK_FIRST..=CJK_LAST {
+            let c = char::from_u32(code).expect("the CJK block is all characters");
+            let listed = TRADITIONAL
+                .binary_search_by_key(&c, |(t, _)| *t)
+                .map_or(c, |i| TRADITIONAL[i].1);
+            assert_eq!(simplify(c), listed, "{c}");
+        }
+    }
+
+    #[test]
+    fn normalising_copies_runs_as_mapping_each_character_would() {
+        for text in [
+            "",
+            "學",
+            "a",
+            "ＡＢＣ學校　食堂ABC",
+            "孩子在学校被同学打了，怎么办？",
+            "！！！",
+            "補習班退費難，Ｑ：怎麼辦",
+        ] {
+            let each: String = text.chars().map(normalise_char).collect();
+            assert_eq!(normalise(text), each, "{text}");
+        }
     }
 
     #[test]
