@@ -136,7 +136,9 @@ impl TopicClassifier {
     pub fn topic_logits(&self, text: &str) -> Vec<f32> {
         let normalised = normalise(text);
         let words = self.featurizer.words(&normalised);
-        let phrases = self.keywords.phrase_scores(&normalised);
+        let phrases = self
+            .keywords
+            .phrase_scores(&self.keywords.find(&normalised));
         self.combined_logits(&normalised, &words, &phrases, &mut Vec::new())
     }
 
@@ -170,10 +172,9 @@ impl TopicClassifier {
     ) -> Classification {
         let normalised = normalise(text);
         let words = self.featurizer.words(&normalised);
-        let phrases = self.keywords.phrase_scores(&normalised);
-        let extraction = self
-            .keywords
-            .extract(&normalised, district_hint, school_hint);
+        let found = self.keywords.find(&normalised);
+        let phrases = self.keywords.phrase_scores(&found);
+        let extraction = self.keywords.extract(&found, district_hint, school_hint);
         let mut scratch = Vec::new();
         let logits = self.combined_logits(&normalised, &words, &phrases, &mut scratch);
         let empty = scratch.is_empty();

@@ -4,7 +4,7 @@
 
 use crate::district::DistrictMatcher;
 use crate::schools::SchoolDirectory;
-use crate::text::{normalise, PhraseSet};
+use crate::text::{normalise, PhraseScan, PhraseSet, ScanMatches};
 use crate::topic::TopicCode;
 use crate::units::UnitsDirectory;
 use crate::SeedError;
@@ -104,9 +104,24 @@ impl PhraseScores {
     }
 }
 
+/// What the taxonomy's phrase sets found in one normalised text, in one pass over it.
+#[derive(Debug, Clone)]
+pub struct Findings<'t> {
+    normalised_text: &'t str,
+    matches: ScanMatches,
+}
+
+/// The phrase sets of a [`KeywordClassifier`], in the order its scan holds them.
+const TOPIC_PHRASES: usize = 0;
+const URGENCY_CUES: usize = 1;
+const DISTRICT_NAMES: usize = 2;
+const SCHOOL_NAMES: usize = 3;
+
 #[derive(Debug, Clone)]
 pub struct KeywordClassifier {
     version: String,
+    /// Topic phrases, urgency cues, district names and school names, found in one pass.
+    scan: PhraseScan,
     needles: PhraseSet,
     /// For each needle: the topics it points to and with which weight.
     weights: Vec<Vec<(TopicCode, f64)>>,
@@ -151,22 +166,31 @@ impl KeywordClassifier {
             }
         }
         let (needles, weights): (Vec<String>, _) = table.into_iter().unzip();
+        let needles = PhraseSet::new(needles);
+        let cues = PhraseSet::new(
+            file.urgency_cue
+                .iter()
+                .map(|c| normalise(&c.text))
+                .collect(),
+        );
+        let districts = DistrictMatcher::new(units);
+        let mut sets = [&needles; 4];
+        sets[URGENCY_CUES] = &cues;
+        sets[DISTRICT_NAMES] = districts.names();
+        sets[SCHOOL_NAMES] = schools.names();
+        let scan = PhraseScan::new(&sets);
         Ok(Self {
             version: format!("keywords-{}", file.version),
-            needles: PhraseSet::new(needles),
+            scan,
+            needles,
             weights,
-            cues: PhraseSet::new(
-                file.urgency_cue
-                    .iter()
-                    .map(|c| normalise(&c.text))
-                    .collect(),
-            ),
+            cues,
             past_markers: file
                 .past_marker
                 .iter()
                 .map(|c| normalise(&c.text))
                 .collect(),
-            districts: DistrictMatcher::new(units),
+            districts,
             schools,
         })
     }
@@ -202,7 +226,8 @@ impl KeywordClassifier {
         school_hint: Option<&str>,
     ) -> Classification {
         let text = normalise(text);
-        let phrases = self.phrase_scores(&text);
+        let found = self.find(&text);
+        let phrases = self.phrase_scores(&found);
         let education_related = phrases.mention_education();
         let PhraseScores { scores, mut terms } = phrases;
 
@@ -238,7 +263,7 @@ impl KeywordClassifier {
             urgent_cue,
             district,
             school,
-        } = self.extract(&text, district_hint, school_hint);
+        } = self.extract(&found, district_hint, school_hint);
 
         Classification {
             topic,
@@ -260,23 +285,37 @@ impl KeywordClassifier {
         }
     }
 
-    /// Urgency cue, district and school of a normalised text; the operator's hints win.
+    /// Topic phrases, urgency cues, districts and schools in a normalised text.
+    pub fn find<'t>(&self, normalised_text: &'t str) -> Findings<'t> {
+        Findings {
+            normalised_text,
+            matches: self.scan.find(normalised_text),
+        }
+    }
+
+    /// Urgency cue, district and school of a text; the operator's hints win.
     pub fn extract(
         &self,
-        normalised_text: &str,
+        found: &Findings<'_>,
         district_hint: Option<&str>,
         school_hint: Option<&str>,
     ) -> Extraction {
         let school = school_hint
             .and_then(|s| self.schools.by_name(s))
-            .or_else(|| self.schools.find(normalised_text));
+            .or_else(|| {
+                let (_, index) = found.matches.of(SCHOOL_NAMES).first()?;
+                Some(self.schools.school_named_by(*index))
+            });
         let district = district_hint
             .and_then(|d| self.districts.canonical(d))
+            .or_else(|| {
+                let (_, index) = found.matches.of(DISTRICT_NAMES).first()?;
+                Some(self.districts.district_named_by(*index))
+            })
             .map(str::to_owned)
-            .or_else(|| self.districts.first(normalised_text).map(str::to_owned))
             .or_else(|| school.map(|s| s.district.clone()));
         Extraction {
-            urgent_cue: self.urgent_cue(normalised_text),
+            urgent_cue: self.urgent_cue(found),
             district,
             school: school
                 .map(|s| s.name.clone())
@@ -284,13 +323,13 @@ impl KeywordClassifier {
         }
     }
 
-    /// The taxonomy's evidence per topic: summed weights of the phrases found in the normalised
-    /// text (each phrase counted once) and the phrases themselves.
-    pub fn phrase_scores(&self, normalised_text: &str) -> PhraseScores {
+    /// The taxonomy's evidence per topic: summed weights of the phrases found (each phrase
+    /// counted once) and the phrases themselves.
+    pub fn phrase_scores(&self, found: &Findings<'_>) -> PhraseScores {
         let mut scores: BTreeMap<TopicCode, f64> = BTreeMap::new();
         let mut terms: BTreeMap<TopicCode, Vec<String>> = BTreeMap::new();
         let mut seen = vec![false; self.needles.len()];
-        for (_, index) in self.needles.find(normalised_text) {
+        for &(_, index) in found.matches.of(TOPIC_PHRASES) {
             if std::mem::replace(&mut seen[index], true) {
                 continue; // a phrase counts once, however often it is repeated
             }
@@ -306,8 +345,9 @@ impl KeywordClassifier {
     }
 
     /// The first urgency cue that is neither negated (没有受伤) nor about a past event (去年…溺水).
-    pub fn urgent_cue(&self, text: &str) -> Option<String> {
-        for (pos, index) in self.cues.find(text) {
+    fn urgent_cue(&self, found: &Findings<'_>) -> Option<String> {
+        let text = found.normalised_text;
+        for &(pos, index) in found.matches.of(URGENCY_CUES) {
             let before = &text[..pos];
             if NEGATIONS.iter().any(|n| before.ends_with(n)) {
                 continue;
@@ -343,6 +383,34 @@ mod tests {
 
     fn classifier() -> KeywordClassifier {
         KeywordClassifier::builtin()
+    }
+
+    #[test]
+    fn one_scan_finds_what_each_phrase_set_finds_alone() {
+        let c = classifier();
+        let sets = [
+            (TOPIC_PHRASES, &c.needles),
+            (URGENCY_CUES, &c.cues),
+            (DISTRICT_NAMES, c.districts.names()),
+            (SCHOOL_NAMES, c.schools.names()),
+        ];
+        let texts = crate::seeds::TRAINING_EXAMPLES
+            .iter()
+            .chain([&crate::seeds::REPEAT_PAIRS_JSONL])
+            .flat_map(|file| file.lines())
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| line.to_owned());
+        let mut matched = [0; 4];
+        for line in texts {
+            let text = normalise(&line);
+            let found = c.find(&text);
+            for (set, alone) in sets {
+                assert_eq!(found.matches.of(set), alone.find(&text), "{text}");
+                matched[set] += usize::from(!alone.find(&text).is_empty());
+            }
+        }
+        // Every set was put to the test.
+        assert!(matched.iter().all(|m| *m > 5), "{matched:?}");
     }
 
     #[test]

@@ -67,11 +67,14 @@ impl DistrictMatcher {
             .map(|i| self.canonical[i].as_str())
     }
 
-    /// The district the text mentions first.
-    pub fn first(&self, normalised_text: &str) -> Option<&str> {
-        self.needles
-            .first(normalised_text)
-            .map(|(_, index)| self.canonical[index].as_str())
+    /// The names and aliases looked for in text.
+    pub fn names(&self) -> &PhraseSet {
+        &self.needles
+    }
+
+    /// The canonical district of the name at `index` in [`Self::names`].
+    pub fn district_named_by(&self, index: usize) -> &str {
+        &self.canonical[index]
     }
 
     /// Every district the text mentions, in order of first mention, without repeats.
@@ -96,11 +99,6 @@ mod tests {
         let matcher = DistrictMatcher::new(&UnitsDirectory::builtin());
         let check = |text: &str, expected: &[&str]| {
             assert_eq!(matcher.find_all(&normalise(text)), expected, "{text}");
-            assert_eq!(
-                matcher.first(&normalise(text)),
-                expected.first().copied(),
-                "{text}"
-            );
         };
         check("我家在西海岸新区，孩子上学远", &["黄岛区"]);
         check("市南区某小学", &["市南区"]);

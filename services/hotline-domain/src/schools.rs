@@ -88,6 +88,16 @@ impl SchoolDirectory {
             .map(|i| &self.schools[self.owners[i]])
     }
 
+    /// The official names and aliases looked for in text.
+    pub fn names(&self) -> &PhraseSet {
+        &self.needles
+    }
+
+    /// The school of the name at `index` in [`Self::names`].
+    pub fn school_named_by(&self, index: usize) -> &School {
+        &self.schools[self.owners[index]]
+    }
+
     /// The first school the text names (by official name or alias).
     pub fn find(&self, normalised_text: &str) -> Option<&School> {
         self.needles

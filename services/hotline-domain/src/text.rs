@@ -328,6 +328,85 @@ impl PhraseSet {
     }
 }
 
+/// Several [`PhraseSet`]s searched in one pass over the text. One automaton over all their
+/// phrases reports every occurrence; each set's matches are then chosen as its own automaton
+/// would choose them (leftmost, the longest where several start at one place, none
+/// overlapping). Classifying an appeal looks for topic phrases, urgency cues, districts and
+/// schools: four scans of the text were a sixth of its cost.
+#[derive(Debug, Clone)]
+pub struct PhraseScan {
+    automaton: aho_corasick::AhoCorasick,
+    /// Automaton pattern → (set, phrase index in that set). Patterns are added set by set, each
+    /// set's in its own order, so a lower pattern wins a tie as it does in [`PhraseSet`].
+    patterns: Vec<(usize, usize)>,
+    sets: usize,
+}
+
+/// Matches of one [`PhraseScan`]: for each set, (byte offset, phrase index) as
+/// [`PhraseSet::find`] gives them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanMatches(Vec<Vec<(usize, usize)>>);
+
+impl ScanMatches {
+    /// The matches of the set at `set` (its position in [`PhraseScan::new`]'s list).
+    pub fn of(&self, set: usize) -> &[(usize, usize)] {
+        self.0.get(set).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl PhraseScan {
+    pub fn new(sets: &[&PhraseSet]) -> Self {
+        let patterns: Vec<(usize, usize)> = sets
+            .iter()
+            .enumerate()
+            .flat_map(|(set, phrases)| {
+                phrases
+                    .pattern_to_phrase
+                    .iter()
+                    .map(move |phrase| (set, *phrase))
+            })
+            .collect();
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(
+                patterns
+                    .iter()
+                    .map(|(set, phrase)| sets[*set].phrases[*phrase].as_str()),
+            )
+            .expect("phrase sets are small enough for an automaton");
+        Self {
+            automaton,
+            patterns,
+            sets: sets.len(),
+        }
+    }
+
+    pub fn find(&self, haystack: &str) -> ScanMatches {
+        // (set, start, end, pattern) of every occurrence of every phrase.
+        let mut all: Vec<(usize, usize, usize, usize)> = self
+            .automaton
+            .find_overlapping_iter(haystack)
+            .map(|m| {
+                let pattern = m.pattern().as_usize();
+                (self.patterns[pattern].0, m.start(), m.end(), pattern)
+            })
+            .collect();
+        // Per set: leftmost first, then longest, then the earlier pattern.
+        all.sort_unstable_by_key(|&(set, start, end, pattern)| {
+            (set, start, std::cmp::Reverse(end), pattern)
+        });
+        let mut found = vec![Vec::new(); self.sets];
+        let mut free_from = vec![0; self.sets];
+        for (set, start, end, pattern) in all {
+            if start >= free_from[set] {
+                found[set].push((start, self.patterns[pattern].1));
+                free_from[set] = end;
+            }
+        }
+        ScanMatches(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +472,42 @@ mod tests {
     #[test]
     fn the_traditional_table_is_sorted_for_binary_search() {
         assert!(TRADITIONAL.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn one_scan_finds_what_each_set_finds_alone() {
+        let sets = [
+            PhraseSet::new(vec![
+                "食堂".into(),
+                "食堂饭菜".into(),
+                "饭菜".into(),
+                String::new(),
+                "菜".into(),
+            ]),
+            PhraseSet::new(vec!["市南".into(), "市南区".into(), "南区".into()]),
+            // The same phrase twice, and a phrase another set has: the first listed wins.
+            PhraseSet::new(vec![
+                "实验小学".into(),
+                "市南区实验小学".into(),
+                "实验小学".into(),
+            ]),
+            PhraseSet::new(vec!["饭菜".into(), "溺水".into()]),
+            PhraseSet::new(Vec::new()),
+        ];
+        let scan = PhraseScan::new(&sets.iter().collect::<Vec<_>>());
+        for text in [
+            "",
+            "没有",
+            "市南区实验小学食堂饭菜太差，菜里有虫",
+            "实验小学实验小学市南市南区南区",
+            "饭菜饭菜食堂饭菜菜",
+            "孩子溺水了",
+        ] {
+            let matches = scan.find(text);
+            for (index, set) in sets.iter().enumerate() {
+                assert_eq!(matches.of(index), set.find(text), "{text}, set {index}");
+            }
+        }
     }
 
     #[test]
