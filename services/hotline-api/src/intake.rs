@@ -126,7 +126,8 @@ pub async fn file_appeal(
     caller_key_secret: &str,
     now: DateTime<Utc>,
 ) -> Result<FileOutcome, IntakeError> {
-    let traceparent = new_traceparent();
+    // The request's span when spans are exported, so the trace starts at the HTTP request.
+    let traceparent = hotline_events::trace::current_traceparent().unwrap_or_else(new_traceparent);
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     let key = caller_key(caller_key_secret, appeal);
     let meta = AppealMeta {

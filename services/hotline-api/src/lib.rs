@@ -107,7 +107,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{id}/link", post(cases::link))
         .route("/api/v1/cases/{id}/resume", post(extensions::resume))
         .fallback(error::not_found)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Request spans at info (tower-http's default is debug), so that exported traces start at
+        // the HTTP request that filed the appeal.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
+            ),
+        )
         .with_state(state)
 }
 

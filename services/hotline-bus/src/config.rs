@@ -8,6 +8,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Prefix of every topic name, e.g. `hotline.`; tests use a random one.
     pub topic_prefix: String,
+    /// Prefix of every consumer group name (empty by default: `hotline-router`, …). Deployments
+    /// that share a cluster need their own groups as well as their own topics.
+    pub group_prefix: String,
     pub partitions: i32,
     pub replication: i32,
     /// How long the group waits for a silent consumer before giving its partitions to others.
@@ -21,6 +24,7 @@ impl KafkaConfig {
         Self {
             brokers: brokers.to_owned(),
             topic_prefix: topic_prefix.to_owned(),
+            group_prefix: String::new(),
             partitions: 3,
             replication: 1,
             session_timeout_ms: 10_000,
@@ -30,6 +34,11 @@ impl KafkaConfig {
 
     pub fn topic(&self, stream: Stream) -> String {
         format!("{}{}.v1", self.topic_prefix, stream.as_str())
+    }
+
+    /// The consumer group of a worker.
+    pub fn group(&self, worker: &str) -> String {
+        format!("{}{worker}", self.group_prefix)
     }
 
     pub fn dead_letter_topic(&self) -> String {

@@ -121,6 +121,7 @@ pub async fn run_consumer<H: Handler>(
             event_id = tracing::field::Empty,
             event_type = tracing::field::Empty,
         );
+        hotline_events::trace::continue_trace(&span, header(&message, headers::TRACEPARENT));
         let done = process(&message, settings, handler, dead_letters, &shutdown)
             .instrument(span)
             .await;
@@ -280,4 +281,13 @@ async fn dead_letter(
             }
         }
     }
+}
+
+/// A header of the record as text (absent, or not UTF-8: `None`).
+fn header<'m>(message: &'m BorrowedMessage<'_>, key: &str) -> Option<&'m str> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
 }

@@ -120,6 +120,8 @@ impl WeightTable {
     }
 
     fn accumulate_rows<const STRIDE: usize>(&self, features: &[(u32, f32)], scores: &mut [f32]) {
+        // One score per label: every constructor of a model builds both from the same label count.
+        debug_assert_eq!(scores.len(), self.labels);
         let mut sums = [0.0f32; STRIDE];
         sums[..self.labels].copy_from_slice(scores);
         for &(bucket, value) in features {

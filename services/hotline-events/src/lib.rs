@@ -252,6 +252,8 @@ pub fn from_timestamp(
 }
 
 /// Domain conversions, reporting which field was wrong.
+pub mod trace;
+
 pub mod convert {
     use super::{field, EventError};
     use hotline_domain::classify::{Classification, TopicScore};

@@ -3,6 +3,7 @@
 use crate::{parse_uuid, sqlx_error, store_error, Clock};
 use hotline_bus::{Handler, HandlerError};
 use hotline_classifier::hybrid::TopicClassifier;
+use hotline_events::trace::traceparent_for_emitted;
 use hotline_events::{convert, Actor, Event, Payload};
 use hotline_store::{appeals, outbox, processed, PgPool};
 use std::path::PathBuf;
@@ -87,7 +88,7 @@ impl<C: Clock> Handler for ClassifierWorker<C> {
                 appeal.historical,
             )),
         )
-        .with_traceparent(event.traceparent.clone());
+        .with_traceparent(traceparent_for_emitted(event.traceparent.as_deref()));
         outbox::enqueue(&mut tx, &classified)
             .await
             .map_err(store_error)?;

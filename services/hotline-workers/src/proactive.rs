@@ -18,6 +18,7 @@ use hotline_domain::playbooks::Playbooks;
 use hotline_domain::routing::{AssignmentRole, RoutingDecision, RoutingInput};
 use hotline_domain::special::{SpecialItemPolicy, Trigger};
 use hotline_domain::TopicCode;
+use hotline_events::trace::traceparent_for_emitted;
 use hotline_events::{convert, timestamp, v1, Actor, Event, Payload};
 use hotline_store::proactive::Counting;
 use hotline_store::{proactive, processed, PgConnection, PgPool};
@@ -181,7 +182,7 @@ impl<C: Clock> ProactiveWorker<C> {
                     detected_at: Some(timestamp(at)),
                 }),
             )
-            .with_traceparent(event.traceparent.clone());
+            .with_traceparent(traceparent_for_emitted(event.traceparent.as_deref()));
             proactive::record_event(
                 tx,
                 id,

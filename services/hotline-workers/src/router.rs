@@ -14,6 +14,7 @@ use hotline_domain::routing::{
 use hotline_domain::schools::SchoolDirectory;
 use hotline_domain::units::UnitsDirectory;
 use hotline_domain::{TopicCode, UnitCode};
+use hotline_events::trace::traceparent_for_emitted;
 use hotline_events::{convert, timestamp, v1, Actor, Event, Payload};
 use hotline_store::{appeals, cases, processed, PgPool};
 use std::sync::Arc;
@@ -231,7 +232,7 @@ impl<C: Clock> RouterWorker<C> {
                 historical: appeal.historical,
             }),
         )
-        .with_traceparent(event.traceparent.clone());
+        .with_traceparent(traceparent_for_emitted(event.traceparent.as_deref()));
         let detail = serde_json::json!({
             "rule": rule,
             "catalogue_version": dirs.catalogue.version(),
@@ -360,7 +361,7 @@ impl<C: Clock> RouterWorker<C> {
                 similarity: found.matched.similarity,
             }),
         )
-        .with_traceparent(event.traceparent.clone());
+        .with_traceparent(traceparent_for_emitted(event.traceparent.as_deref()));
         let detail = serde_json::json!({
             "appeal_ids": [appeal.id],
             "matched_appeal": found.appeal_id,
@@ -480,7 +481,7 @@ impl<C: Clock> RouterWorker<C> {
                         district: district.clone().unwrap_or_default(),
                     }),
                 )
-                .with_traceparent(event.traceparent.clone());
+                .with_traceparent(traceparent_for_emitted(event.traceparent.as_deref()));
                 let detail = serde_json::json!({
                     "rule": rule,
                     "catalogue_version": dirs.catalogue.version(),
@@ -534,7 +535,7 @@ impl<C: Clock> RouterWorker<C> {
                             .unwrap_or_default(),
                     }),
                 )
-                .with_traceparent(event.traceparent.clone());
+                .with_traceparent(traceparent_for_emitted(event.traceparent.as_deref()));
                 let detail = serde_json::json!({
                     "rule": rule,
                     "explanation": explanation,

@@ -376,7 +376,7 @@ fn spawn_consumer<H: Handler + 'static>(
     let publisher = publisher.clone();
     let shutdown = shutdown.clone();
     let topics = streams.iter().map(|s| kafka.topic(*s)).collect();
-    let settings = ConsumerSettings::new(handler.name().to_owned(), topics);
+    let settings = ConsumerSettings::new(kafka.group(handler.name()), topics);
     tasks.spawn(async move {
         if let Err(error) = run_consumer(&kafka, &settings, &handler, &publisher, shutdown).await {
             tracing::error!(%error, consumer = %settings.group_id, "consumer failed to start");

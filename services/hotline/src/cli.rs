@@ -184,7 +184,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&config, &Component::ALL).await,
         Command::Run { components } => serve(&config, &components).await,
         Command::Migrate => {
-            crate::telemetry::init("hotline-migrate", &config.log_format);
+            let _telemetry = crate::telemetry::init("hotline-migrate", &config.log_format);
             app::prepare(&config).await?;
             Ok(())
         }
@@ -194,21 +194,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             historical,
         } => {
-            crate::telemetry::init("hotline-import", &config.log_format);
+            let _telemetry = crate::telemetry::init("hotline-import", &config.log_format);
             commands::import(&config, &file, format.as_deref(), historical).await
         }
         Command::Deadlines {
             command: DeadlinesCommand::Recompute,
         } => {
-            crate::telemetry::init("hotline-deadlines", &config.log_format);
+            let _telemetry = crate::telemetry::init("hotline-deadlines", &config.log_format);
             commands::recompute_deadlines(&config).await
         }
         Command::Calendar { command } => {
-            crate::telemetry::init("hotline-calendar", &config.log_format);
+            let _telemetry = crate::telemetry::init("hotline-calendar", &config.log_format);
             commands::calendar(&config, command).await
         }
         Command::Dlq { command } => {
-            crate::telemetry::init("hotline-dlq", &config.log_format);
+            let _telemetry = crate::telemetry::init("hotline-dlq", &config.log_format);
             commands::dlq(&config, command).await
         }
         Command::Classify { model, input } => {
@@ -244,7 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config, components: &[Component]) -> anyhow::Result<()> {
-    crate::telemetry::init("hotline", &config.log_format);
+    let _telemetry = crate::telemetry::init("hotline", &config.log_format);
     let stack = app::start(config, components, SystemClock).await?;
     stack.run_until_stopped().await;
     Ok(())

@@ -38,6 +38,14 @@ pub struct Config {
         global = true
     )]
     pub topic_prefix: String,
+    /// Prefix of the consumer group names, for deployments that share a Kafka cluster.
+    #[arg(
+        long,
+        env = "HOTLINE_CONSUMER_GROUP_PREFIX",
+        default_value = "",
+        global = true
+    )]
+    pub consumer_group_prefix: String,
     #[arg(
         long,
         env = "HOTLINE_KAFKA_PARTITIONS",
@@ -281,6 +289,7 @@ impl Config {
         Ok(KafkaConfig {
             brokers: self.kafka_brokers.clone(),
             topic_prefix: self.topic_prefix.clone(),
+            group_prefix: self.consumer_group_prefix.clone(),
             partitions: self.kafka_partitions,
             replication: self.kafka_replication,
             session_timeout_ms: self.kafka_session_timeout_ms,

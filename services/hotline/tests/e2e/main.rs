@@ -23,4 +23,5 @@ mod rates;
 mod repeats;
 mod returns;
 mod support;
+mod tracing;
 mod webhooks;

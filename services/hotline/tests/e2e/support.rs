@@ -69,6 +69,13 @@ impl TestEnv {
             ("HOTLINE_DATABASE_URL", self.config.database_url.clone()),
             ("HOTLINE_KAFKA_BROKERS", self.config.kafka_brokers.clone()),
             ("HOTLINE_TOPIC_PREFIX", self.config.topic_prefix.clone()),
+            // Consumer groups of the test's own: a child killed with -9 stays a member of its
+            // groups until it times out and holds up their rebalances, which must not stall the
+            // other tests' consumers.
+            (
+                "HOTLINE_CONSUMER_GROUP_PREFIX",
+                self.config.topic_prefix.clone(),
+            ),
             ("HOTLINE_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
             ("HOTLINE_HTTP_ADDR", "127.0.0.1:0".into()),
             ("XDG_STATE_HOME", "/nonexistent".into()),
