@@ -5,22 +5,13 @@ use crate::support::*;
 use hotline::app::Component;
 use hotline_store::tokens::Role;
 use hotline_workers::SystemClock;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const APPEALS: usize = 60;
 
 fn spawn_worker(env: &TestEnv, component: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["run", component])
-        .envs(env.child_env())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("hotline binary starts")
+    spawn_hotline(env, &["run", component], &[])
 }
 
 const TEXTS: &[&str] = &[

@@ -155,17 +155,15 @@ max = "10wd"
 "#;
 
 fn spawn_tracker(env: &TestEnv, policy: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["run", "tracker"])
-        .envs(env.child_env())
-        .env("HOTLINE_DEADLINE_POLICY_FILE", policy)
-        .env("HOTLINE_DEADLINE_SCAN_INTERVAL_MS", "200")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    let policy = policy.to_str().expect("a temporary path is UTF-8");
+    spawn_hotline(
+        env,
+        &["run", "tracker"],
+        &[
+            ("HOTLINE_DEADLINE_POLICY_FILE", policy),
+            ("HOTLINE_DEADLINE_SCAN_INTERVAL_MS", "200"),
+        ],
+    )
 }
 
 #[tokio::test]

@@ -376,6 +376,33 @@ pub async fn produce(
     (delivery.partition, delivery.offset)
 }
 
+/// Starts the `hotline` binary in the background against this test's database, topics and
+/// consumer groups (quiet; killed when dropped).
+pub fn spawn_hotline(
+    env: &TestEnv,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(args)
+        .envs(env.child_env())
+        .envs(extra_env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("hotline binary starts")
+}
+
+/// Serves `app` on a free local port (a webhook receiver, a trace collector); returns its URL.
+pub async fn serve_locally(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
 /// Runs the `hotline` binary against this test's database and topics; returns its output.
 pub async fn hotline_cli(
     env: &TestEnv,

@@ -9,10 +9,9 @@ use axum::extract::State;
 use hotline::app::Component;
 use hotline_store::tokens::Role;
 use hotline_workers::SystemClock;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// Every export request the collector received, as raw protobuf.
 type Exports = Arc<Mutex<Vec<Vec<u8>>>>;
@@ -23,29 +22,26 @@ async fn collect(State(exports): State<Exports>, body: Bytes) -> &'static str {
 }
 
 async fn start_collector(exports: Exports) -> String {
-    let app = axum::Router::new()
-        .route("/v1/traces", axum::routing::post(collect))
-        .with_state(exports);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve_locally(
+        axum::Router::new()
+            .route("/v1/traces", axum::routing::post(collect))
+            .with_state(exports),
+    )
+    .await
 }
 
 fn spawn_traced(env: &TestEnv, component: &str, collector: &str, http_addr: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["run", component])
-        .envs(env.child_env())
-        .env("HOTLINE_HTTP_ADDR", http_addr)
-        .env("RUST_LOG", "warn")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
-        .env("OTEL_SERVICE_NAME", format!("test-{component}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("hotline binary starts")
+    let service = format!("test-{component}");
+    spawn_hotline(
+        env,
+        &["run", component],
+        &[
+            ("HOTLINE_HTTP_ADDR", http_addr),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
+            ("OTEL_SERVICE_NAME", &service),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
 }
 
 /// The trace id and span id of a traceparent, as the bytes OTLP carries them in.

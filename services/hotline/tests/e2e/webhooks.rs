@@ -103,13 +103,12 @@ async fn hook(
 }
 
 async fn start_receiver(receiver: Receiver) -> String {
-    let app = axum::Router::new()
-        .route("/hook/{unit}", axum::routing::post(hook))
-        .with_state(receiver);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve_locally(
+        axum::Router::new()
+            .route("/hook/{unit}", axum::routing::post(hook))
+            .with_state(receiver),
+    )
+    .await
 }
 
 /// A port nothing listens on: a receiver that is down.
