@@ -69,13 +69,6 @@ impl TestEnv {
             ("HOTLINE_DATABASE_URL", self.config.database_url.clone()),
             ("HOTLINE_KAFKA_BROKERS", self.config.kafka_brokers.clone()),
             ("HOTLINE_TOPIC_PREFIX", self.config.topic_prefix.clone()),
-            // Consumer groups of the test's own: a child killed with -9 stays a member of its
-            // groups until it times out and holds up their rebalances, which must not stall the
-            // other tests' consumers.
-            (
-                "HOTLINE_CONSUMER_GROUP_PREFIX",
-                self.config.topic_prefix.clone(),
-            ),
             ("HOTLINE_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
             ("HOTLINE_HTTP_ADDR", "127.0.0.1:0".into()),
             ("XDG_STATE_HOME", "/nonexistent".into()),
@@ -376,18 +369,14 @@ pub async fn produce(
     (delivery.partition, delivery.offset)
 }
 
-/// Starts the `hotline` binary in the background against this test's database, topics and
-/// consumer groups (quiet; killed when dropped).
+/// Starts the `hotline` binary in the background against this test's database and topics
+/// (quiet; killed when dropped).
 pub fn spawn_hotline(
     env: &TestEnv,
     args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(args)
-        .envs(env.child_env())
-        .envs(extra_env.iter().copied())
-        .env("RUST_LOG", "warn")
+    hotline_command(env, args, extra_env)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -409,14 +398,26 @@ pub async fn hotline_cli(
     args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(args)
-        .envs(env.child_env())
-        .envs(extra_env.iter().copied())
-        .env("RUST_LOG", "warn")
+    hotline_command(env, args, extra_env)
         .output()
         .await
         .unwrap()
+}
+
+/// The `hotline` binary with `args`, pointed at this test's database and topics, logging warnings
+/// only.
+fn hotline_command(
+    env: &TestEnv,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline"));
+    command
+        .args(args)
+        .envs(env.child_env())
+        .envs(extra_env.iter().copied())
+        .env("RUST_LOG", "warn");
+    command
 }
 
 /// Runs the `hotline` binary, asserts success, and parses each line of its stdout as JSON.
