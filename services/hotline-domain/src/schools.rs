@@ -101,8 +101,9 @@ impl SchoolDirectory {
     /// The first school the text names (by official name or alias).
     pub fn find(&self, normalised_text: &str) -> Option<&School> {
         self.needles
-            .first(normalised_text)
-            .map(|(_, index)| &self.schools[self.owners[index]])
+            .find(normalised_text)
+            .first()
+            .map(|(_, index)| self.school_named_by(*index))
     }
 }
 

@@ -312,13 +312,6 @@ impl PhraseSet {
         self.phrases.is_empty()
     }
 
-    /// (byte offset, phrase index) of the first match.
-    pub fn first(&self, haystack: &str) -> Option<(usize, usize)> {
-        self.automaton
-            .find(haystack)
-            .map(|m| (m.start(), self.pattern_to_phrase[m.pattern().as_usize()]))
-    }
-
     /// (byte offset, phrase index) of each match.
     pub fn find(&self, haystack: &str) -> Vec<(usize, usize)> {
         self.automaton
@@ -420,26 +413,6 @@ mod tests {
         check("", "");
         check("學校食堂飯菜太貴", "学校食堂饭菜太贵");
         check("補習班退費難", "补习班退费难");
-    }
-
-    #[test]
-    fn the_first_match_is_the_first_of_all_matches() {
-        let set = PhraseSet::new(vec![
-            "食堂".into(),
-            "食堂饭菜".into(),
-            "饭菜".into(),
-            String::new(),
-        ]);
-        for text in [
-            "",
-            "没有",
-            "食堂饭菜太差",
-            "饭菜和食堂",
-            "学校食堂，食堂饭菜",
-        ] {
-            assert_eq!(set.first(text), set.find(text).first().copied(), "{text}");
-        }
-        assert_eq!(set.first("学校食堂饭菜"), Some(("学校".len(), 1)));
     }
 
     #[test]
