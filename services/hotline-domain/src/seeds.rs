@@ -42,4 +42,6 @@ pub const TRAINING_EXAMPLES: &[&str] = &[
     include_str!("../../../seeds/training/examples-a.jsonl"),
     include_str!("../../../seeds/training/examples-b.jsonl"),
     include_str!("../../../seeds/training/examples-c.jsonl"),
+    include_str!("../../../seeds/training/examples-d.jsonl"),
+    include_str!("../../../seeds/training/examples-e.jsonl"),
 ];

@@ -122,6 +122,10 @@ pub enum BenchCommand {
         test: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         cv: usize,
+        /// With --cv: repeat the cross-validation over this many splits (the first in file
+        /// order, the others shuffled) and report each and their mean.
+        #[arg(long, default_value_t = 1)]
+        repeats: usize,
         #[arg(long)]
         grid: bool,
         /// With --cv: compare stacking on and off for the chosen features, at C = 1, 4, 16.
@@ -132,6 +136,17 @@ pub enum BenchCommand {
     Seeds,
     /// Classifier and dispatch catalogue together on the labelled routing set.
     Routing,
+    /// The topic classifier on real appeals labelled in seeds/real-check/ (the texts are read
+    /// from the public data files given, by id).
+    Real {
+        /// JSONL files holding the texts (`{"id","text",...}`), e.g. the Teddy-Cup train and
+        /// test files.
+        #[arg(long = "texts", required = true)]
+        texts: Vec<PathBuf>,
+        /// Also print the dev half's misclassified ids, for study (never the holdout's).
+        #[arg(long)]
+        dev_errors: bool,
+    },
     /// Repeat linking: precision and recall on the labelled pairs in seeds/repeats/.
     Repeats,
     /// Hotspot rules replayed in event time over generated streams: false alarms in a normal
@@ -227,11 +242,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 train,
                 test,
                 cv,
+                repeats,
                 grid,
                 stacking_grid,
-            } => crate::classifier::bench_command(&train, test.as_deref(), cv, grid, stacking_grid),
+            } => crate::classifier::bench_command(
+                &train,
+                test.as_deref(),
+                cv,
+                repeats.max(1),
+                grid,
+                stacking_grid,
+            ),
             BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
             BenchCommand::Routing => crate::classifier::bench_routing_command(),
+            BenchCommand::Real { texts, dev_errors } => {
+                crate::classifier::bench_real_command(&texts, dev_errors)
+            }
             BenchCommand::Repeats => crate::proactive_bench::bench_repeats_command(),
             BenchCommand::Hotspots {
                 runs,
