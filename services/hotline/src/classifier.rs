@@ -316,6 +316,9 @@ pub fn bench_command(
                         let model = train(&featurizer, &fit, "cv", &train_config)?;
                         correct += count_correct(&model, &featurizer, &held);
                     }
+                    // Pooled over the folds (right / all), where numbers before repeats were the
+                    // mean of the folds' accuracies: the same to 0.0001 here, as folds differ in
+                    // size by at most one example.
                     accuracies.push(correct as f64 / train_set.len() as f64);
                 }
                 let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
@@ -617,33 +620,34 @@ pub fn bench_routing_command() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `bench real` prints the dev half's misclassified ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevErrors {
+    Print,
+    Hide,
+}
+
 /// `hotline bench real`: the built-in topic classifier on real appeals that no one here wrote,
 /// labelled with our topic codes by annotators who read them (`seeds/real-check/`: ids and labels
 /// only; the texts stay in the data files given on the command line). The `dev` half may be
 /// studied to find what the classifier misses; the `holdout` half is only ever scored.
 pub fn bench_real_command(
     text_files: &[std::path::PathBuf],
-    show_dev_errors: bool,
+    dev_errors: DevErrors,
 ) -> anyhow::Result<()> {
     let mut texts = std::collections::HashMap::new();
     for path in text_files {
         let content = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read {}", path.display()))?;
-        for (number, line) in content.lines().enumerate() {
-            let value: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))?;
-            if let (Some(id), Some(text)) = (value["id"].as_str(), value["text"].as_str()) {
-                texts.insert(id.to_owned(), text.to_owned());
-            }
-        }
+        read_texts(&content, &mut texts).with_context(|| format!("in {}", path.display()))?;
     }
-    let labels = RealCheck::parse(include_str!(
+    let labels = parse_real_check(include_str!(
         "../../../seeds/real-check/teddy2020c-education.tsv"
     ))?;
     let classifier = builtin()?;
     let units = hotline_domain::units::UnitsDirectory::builtin();
     let catalogue = hotline_domain::routing::DispatchCatalogue::builtin(&units);
-    for split in ["dev", "holdout"] {
+    for split in [Split::Dev, Split::Holdout] {
         let mut tally = RealTally::default();
         for label in labels.iter().filter(|l| l.split == split) {
             let Some(text) = texts.get(&label.id) else {
@@ -661,111 +665,221 @@ pub fn bench_real_command(
                 },
                 &units,
             );
-            let triaged = matches!(
-                decision,
-                hotline_domain::routing::RoutingDecision::Triage { .. }
-            );
-            let right = c.topic.as_str() == label.topic;
-            tally.add(&label.topic, right, triaged, c.confidence);
-            if show_dev_errors && split == "dev" && !right {
+            let right = c.topic == label.topic;
+            tally.add(label.topic, right, Decision::of(&decision), c.confidence);
+            if dev_errors == DevErrors::Print && split == Split::Dev && !right {
                 println!(
                     "{}",
-                    serde_json::json!({"id": label.id, "gold": label.topic, "predicted": c.topic.as_str(), "confidence": c.confidence, "triaged": triaged, "alternatives": c.alternatives.iter().map(|a| format!("{}:{:.2}", a.topic.as_str(), a.confidence)).collect::<Vec<_>>(), "terms": c.terms})
+                    serde_json::json!({
+                        "id": label.id,
+                        "gold": label.topic.as_str(),
+                        "predicted": c.topic.as_str(),
+                        "confidence": c.confidence,
+                        "decision": Decision::of(&decision).as_str(),
+                        "alternatives": c.alternatives.iter()
+                            .map(|a| format!("{}:{:.2}", a.topic.as_str(), a.confidence))
+                            .collect::<Vec<_>>(),
+                        "terms": c.terms,
+                    })
                 );
             }
         }
-        println!("{}", tally.report(split, classifier.model_version()));
+        let mut report = tally.report(split);
+        report["model_version"] = classifier.model_version().into();
+        report["taxonomy_version"] = classifier.keywords().model_version().into();
+        println!("{report}");
     }
     Ok(())
 }
 
-/// One line of `seeds/real-check/`: a text's id in the public data, the topic its annotator
-/// gave, and which half it belongs to.
-struct RealLabel {
-    id: String,
-    topic: String,
-    split: String,
-}
-
-struct RealCheck;
-
-impl RealCheck {
-    /// Tab-separated `id topic split agreement`, a header first; `#` lines are comments.
-    fn parse(content: &str) -> anyhow::Result<Vec<RealLabel>> {
-        let mut labels = Vec::new();
-        for (number, line) in content.lines().enumerate().skip(1) {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let fields: Vec<&str> = line.split('\t').collect();
-            let [id, topic, split, ..] = fields[..] else {
-                bail!("real-check line {}: expected id, topic, split", number + 1)
-            };
-            if topic.parse::<TopicCode>().is_err() {
-                bail!("real-check line {}: unknown topic {topic}", number + 1)
-            }
-            if split != "dev" && split != "holdout" {
+/// `{"id","text",...}` lines into `texts`; blank lines are skipped, a line without a string id
+/// and text, or an id seen before with another text, is an error.
+fn read_texts(
+    content: &str,
+    texts: &mut std::collections::HashMap<String, String>,
+) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        id: String,
+        text: String,
+    }
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    for (number, line) in content.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Line { id, text } = serde_json::from_str(line).with_context(|| {
+            format!(
+                "line {}: expected {{\"id\": string, \"text\": string}}",
+                number + 1
+            )
+        })?;
+        if let Some(earlier) = texts.get(&id) {
+            if *earlier != text {
                 bail!(
-                    "real-check line {}: split must be dev or holdout",
+                    "line {}: id {id} was seen before with another text",
                     number + 1
                 )
             }
-            labels.push(RealLabel {
-                id: id.to_owned(),
-                topic: topic.to_owned(),
-                split: split.to_owned(),
-            });
         }
-        Ok(labels)
+        texts.insert(id, text);
     }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Dev,
+    Holdout,
+}
+
+impl Split {
+    fn as_str(self) -> &'static str {
+        match self {
+            Split::Dev => "dev",
+            Split::Holdout => "holdout",
+        }
+    }
+}
+
+/// One line of `seeds/real-check/`: a text's id in the public data, the topic its annotator
+/// gave, and which half it belongs to.
+#[derive(Debug)]
+struct RealLabel {
+    id: String,
+    topic: TopicCode,
+    split: Split,
+}
+
+const REAL_CHECK_HEADER: &str = "id\ttopic\tsplit\tsecond_annotator";
+
+/// Tab-separated `id topic split second_annotator` under that header; `#` lines are comments.
+/// The second annotator's topic, where there is one, must be a topic code too.
+fn parse_real_check(content: &str) -> anyhow::Result<Vec<RealLabel>> {
+    let mut lines = content.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header == REAL_CHECK_HEADER => {}
+        _ => bail!("real-check: the first line must be the header {REAL_CHECK_HEADER:?}"),
+    }
+    let mut labels = Vec::new();
+    for (number, line) in lines {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let line_number = number + 1;
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [id, topic, split, second] = fields[..] else {
+            bail!("real-check line {line_number}: expected id, topic, split, second_annotator")
+        };
+        let topic_code = |text: &str| {
+            text.parse::<TopicCode>()
+                .map_err(|_| anyhow::anyhow!("real-check line {line_number}: unknown topic {text}"))
+        };
+        if !second.is_empty() {
+            topic_code(second)?;
+        }
+        let split = match split {
+            "dev" => Split::Dev,
+            "holdout" => Split::Holdout,
+            other => bail!("real-check line {line_number}: split {other} is not dev or holdout"),
+        };
+        if id.is_empty() {
+            bail!("real-check line {line_number}: empty id")
+        }
+        labels.push(RealLabel {
+            id: id.to_owned(),
+            topic: topic_code(topic)?,
+            split,
+        });
+    }
+    Ok(labels)
+}
+
+/// What the dispatch catalogue did with an appeal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Route,
+    Triage,
+    TransferOut,
+}
+
+impl Decision {
+    fn of(decision: &hotline_domain::routing::RoutingDecision) -> Self {
+        use hotline_domain::routing::RoutingDecision;
+        match decision {
+            RoutingDecision::Route { .. } => Decision::Route,
+            RoutingDecision::Triage { .. } => Decision::Triage,
+            RoutingDecision::TransferOut { .. } => Decision::TransferOut,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Route => "route",
+            Decision::Triage => "triage",
+            Decision::TransferOut => "transfer_out",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct TopicTally {
+    appeals: usize,
+    right: usize,
+    triaged: usize,
 }
 
 #[derive(Default)]
 struct RealTally {
-    /// Per gold topic: appeals, right topics, triaged.
-    per_topic: std::collections::BTreeMap<String, (usize, usize, usize)>,
+    per_topic: std::collections::BTreeMap<&'static str, TopicTally>,
     confidences: Vec<(f64, bool)>,
     routed: usize,
     routed_right: usize,
+    transferred_out: usize,
 }
 
 impl RealTally {
-    fn add(&mut self, topic: &str, right: bool, triaged: bool, confidence: f64) {
-        let entry = self.per_topic.entry(topic.to_owned()).or_default();
-        entry.0 += 1;
-        entry.1 += usize::from(right);
-        entry.2 += usize::from(triaged);
+    fn add(&mut self, topic: TopicCode, right: bool, decision: Decision, confidence: f64) {
+        let entry = self.per_topic.entry(topic.as_str()).or_default();
+        entry.appeals += 1;
+        entry.right += usize::from(right);
+        entry.triaged += usize::from(decision == Decision::Triage);
         self.confidences.push((confidence, right));
-        if !triaged {
-            self.routed += 1;
-            self.routed_right += usize::from(right);
+        match decision {
+            Decision::Route => {
+                self.routed += 1;
+                self.routed_right += usize::from(right);
+            }
+            Decision::TransferOut => self.transferred_out += 1,
+            Decision::Triage => {}
         }
     }
 
-    fn report(&self, split: &str, model_version: &str) -> serde_json::Value {
-        let total: usize = self.per_topic.values().map(|v| v.0).sum();
-        let right: usize = self.per_topic.values().map(|v| v.1).sum();
+    fn report(&self, split: Split) -> serde_json::Value {
+        let total: usize = self.per_topic.values().map(|t| t.appeals).sum();
+        let right: usize = self.per_topic.values().map(|t| t.right).sum();
+        let triaged: usize = self.per_topic.values().map(|t| t.triaged).sum();
         let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let per_topic: serde_json::Map<String, serde_json::Value> = self
             .per_topic
             .iter()
-            .map(|(topic, (n, ok, triaged))| {
+            .map(|(topic, t)| {
                 (
-                    topic.clone(),
-                    serde_json::json!({"appeals": n, "right": ok, "triaged": triaged}),
+                    (*topic).to_owned(),
+                    serde_json::json!({"appeals": t.appeals, "right": t.right, "triaged": t.triaged}),
                 )
             })
             .collect();
         serde_json::json!({
-            "split": split,
+            "split": split.as_str(),
             "appeals": total,
             "topic_accuracy": ratio(right, total),
-            "triaged": total - self.routed,
             "routed": self.routed,
+            "triaged": triaged,
+            "transferred_out": self.transferred_out,
             "topic_accuracy_of_routed": ratio(self.routed_right, self.routed),
             "calibration": calibration(&self.confidences),
             "per_topic": per_topic,
-            "model_version": model_version,
         })
     }
 }
@@ -775,63 +889,121 @@ mod tests {
     use super::*;
 
     #[test]
-    fn folds_deal_every_example_once_and_evenly() {
-        for (n, folds, repeat) in [
-            (10, 3, 0),
-            (10, 3, 1),
-            (4494, 10, 0),
-            (4494, 10, 2),
-            (7, 7, 5),
-        ] {
-            let fold_of = fold_assignment(n, folds, repeat);
-            assert_eq!(fold_of.len(), n);
-            let mut sizes = vec![0; folds];
-            for fold in &fold_of {
-                sizes[*fold] += 1;
-            }
-            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
-            assert!(max - min <= 1, "{n} {folds} {repeat}: {sizes:?}");
-            assert_eq!(fold_of, fold_assignment(n, folds, repeat), "deterministic");
-        }
+    fn folds_deal_every_example_once_and_shuffle_after_the_first_split() {
         // Repeat 0 is the file-order split every earlier number was measured on.
         assert_eq!(fold_assignment(7, 3, 0), vec![0, 1, 2, 0, 1, 2, 0]);
+        for (n, folds, repeat) in [(10, 3, 1), (4494, 10, 1), (4494, 10, 2), (100, 7, 5)] {
+            let fold_of = fold_assignment(n, folds, repeat);
+            assert_eq!(fold_of, fold_assignment(n, folds, repeat), "deterministic");
+            assert_ne!(
+                fold_of,
+                fold_assignment(n, folds, 0),
+                "{n} {folds} {repeat}: not shuffled"
+            );
+            // The same split of sizes as file order: a shuffle, not a different deal.
+            let sizes = |fold_of: &[usize]| {
+                let mut sizes = vec![0; folds];
+                fold_of.iter().for_each(|f| sizes[*f] += 1);
+                sizes
+            };
+            assert_eq!(sizes(&fold_of), sizes(&fold_assignment(n, folds, 0)));
+        }
         assert_ne!(fold_assignment(100, 10, 1), fold_assignment(100, 10, 2));
     }
 
     #[test]
-    fn real_check_lines_are_checked() {
+    fn real_check_lines_are_parsed_or_refused() {
         let header = "id\ttopic\tsplit\tsecond_annotator\n";
         let cases: &[(&str, Result<usize, &str>)] = &[
             ("a\tfees\tdev\t\n", Ok(1)),
             (
-                "a\tfees\tholdout\tfees\n# a comment\n\nb\tother\tdev\n",
+                "a\tfees\tholdout\tother\n# a comment\n\nb\tother\tdev\t\n",
                 Ok(2),
             ),
             ("a\tfeez\tdev\t\n", Err("unknown topic feez")),
-            ("a\tfees\ttest\t\n", Err("split must be dev or holdout")),
+            ("a\tfees\tdev\tfeez\n", Err("unknown topic feez")),
+            ("a\tfees\ttest\t\n", Err("split test is not dev or holdout")),
             ("a\tfees\n", Err("expected id, topic, split")),
+            ("\tfees\tdev\t\n", Err("empty id")),
         ];
         for (body, expected) in cases {
-            let got = RealCheck::parse(&format!("{header}{body}"));
+            let got = parse_real_check(&format!("{header}{body}"));
             match (got, expected) {
                 (Ok(labels), Ok(n)) => assert_eq!(labels.len(), *n, "{body}"),
                 (Err(e), Err(message)) => assert!(e.to_string().contains(message), "{body}: {e}"),
                 (got, _) => panic!("{body}: {:?}", got.map(|l| l.len())),
             }
         }
+        let without_header = parse_real_check("a\tfees\tdev\t\n");
+        assert!(without_header.unwrap_err().to_string().contains("header"));
     }
 
     #[test]
     fn the_real_check_file_has_two_halves_of_valid_labels() {
-        let labels = RealCheck::parse(include_str!(
+        let labels = parse_real_check(include_str!(
             "../../../seeds/real-check/teddy2020c-education.tsv"
         ))
         .unwrap();
-        let dev = labels.iter().filter(|l| l.split == "dev").count();
+        let dev = labels.iter().filter(|l| l.split == Split::Dev).count();
         assert_eq!((dev, labels.len() - dev), (120, 120));
         let mut ids: Vec<&str> = labels.iter().map(|l| l.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), labels.len(), "an id labelled twice");
+    }
+
+    #[test]
+    fn texts_are_read_by_id_and_conflicts_refused() {
+        let cases: &[(&str, Result<usize, &str>)] = &[
+            (
+                "{\"id\":\"a\",\"text\":\"x\",\"label\":\"l\"}\n\n{\"id\":\"b\",\"text\":\"y\"}\n",
+                Ok(2),
+            ),
+            ("\u{feff}{\"id\":\"a\",\"text\":\"x\"}", Ok(1)),
+            (
+                "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"a\",\"text\":\"x\"}",
+                Ok(1),
+            ),
+            (
+                "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"a\",\"text\":\"z\"}",
+                Err("line 2: id a was seen before"),
+            ),
+            ("{\"id\":1,\"text\":\"x\"}", Err("line 1: expected")),
+            ("{\"text\":\"x\"}", Err("line 1: expected")),
+            ("not json", Err("line 1: expected")),
+        ];
+        for (content, expected) in cases {
+            let mut texts = std::collections::HashMap::new();
+            match (read_texts(content, &mut texts), expected) {
+                (Ok(()), Ok(n)) => assert_eq!(texts.len(), *n, "{content}"),
+                (Err(e), Err(message)) => {
+                    assert!(format!("{e:#}").contains(message), "{content}: {e:#}")
+                }
+                (got, _) => panic!("{content}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_routed_appeals_count_towards_the_accuracy_of_routed() {
+        let mut tally = RealTally::default();
+        let appeals = [
+            (TopicCode::Fees, true, Decision::Route),
+            (TopicCode::Fees, false, Decision::Route),
+            (TopicCode::Other, true, Decision::TransferOut),
+            (TopicCode::Other, false, Decision::Triage),
+            (TopicCode::Canteen, true, Decision::Triage),
+        ];
+        for (topic, right, decision) in appeals {
+            tally.add(topic, right, decision, 0.5);
+        }
+        let report = tally.report(Split::Dev);
+        assert_eq!(report["appeals"], 5);
+        assert_eq!(report["topic_accuracy"], 0.6);
+        assert_eq!(report["routed"], 2);
+        assert_eq!(report["triaged"], 2);
+        assert_eq!(report["transferred_out"], 1);
+        assert_eq!(report["topic_accuracy_of_routed"], 0.5);
+        assert_eq!(report["per_topic"]["other"]["triaged"], 1);
     }
 }

@@ -124,8 +124,8 @@ pub enum BenchCommand {
         cv: usize,
         /// With --cv: repeat the cross-validation over this many splits (the first in file
         /// order, the others shuffled) and report each and their mean.
-        #[arg(long, default_value_t = 1)]
-        repeats: usize,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        repeats: u16,
         #[arg(long)]
         grid: bool,
         /// With --cv: compare stacking on and off for the chosen features, at C = 1, 4, 16.
@@ -249,15 +249,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &train,
                 test.as_deref(),
                 cv,
-                repeats.max(1),
+                usize::from(repeats),
                 grid,
                 stacking_grid,
             ),
             BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
             BenchCommand::Routing => crate::classifier::bench_routing_command(),
-            BenchCommand::Real { texts, dev_errors } => {
-                crate::classifier::bench_real_command(&texts, dev_errors)
-            }
+            BenchCommand::Real { texts, dev_errors } => crate::classifier::bench_real_command(
+                &texts,
+                if dev_errors {
+                    crate::classifier::DevErrors::Print
+                } else {
+                    crate::classifier::DevErrors::Hide
+                },
+            ),
             BenchCommand::Repeats => crate::proactive_bench::bench_repeats_command(),
             BenchCommand::Hotspots {
                 runs,
