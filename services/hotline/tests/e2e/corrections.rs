@@ -6,7 +6,6 @@ use crate::support::*;
 use hotline_store::tokens::Role;
 use hotline_workers::SystemClock;
 use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test]
 async fn a_triage_correction_reaches_the_next_model_and_the_worker_reloads_it() {
@@ -87,7 +86,7 @@ async fn a_triage_correction_reaches_the_next_model_and_the_worker_reloads_it() 
     // The running classifier picks the new model up without a restart.
     eventually(
         "appeals are classified by the new model",
-        Duration::from_secs(30),
+        CONSUMER_WAIT,
         || async {
             let id = api.file(&operator, "学校食堂饭菜太差，孩子吃不饱").await;
             let appeal = api.wait_settled(&operator, &id).await;

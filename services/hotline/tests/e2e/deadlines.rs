@@ -266,7 +266,7 @@ async fn a_breach_that_falls_while_the_tracker_is_killed_is_emitted_once_after_r
     let mut tracker = spawn_tracker(&env, &policy);
     eventually(
         "the breach is emitted after the restart",
-        Duration::from_secs(30),
+        CONSUMER_WAIT,
         || async { (alerts("CaseEscalated").await == 1).then_some(()) },
     )
     .await;

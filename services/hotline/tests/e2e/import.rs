@@ -5,7 +5,6 @@ use crate::support::*;
 use hotline_store::deadlines::Alert;
 use hotline_store::tokens::Role;
 use hotline_workers::SystemClock;
-use std::time::Duration;
 
 async fn import(env: &TestEnv, file: &std::path::Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["import", file.to_str().unwrap()];
@@ -61,21 +60,17 @@ async fn a_platform_export_is_imported_once_and_history_raises_no_alerts() {
 
     // All three are classified and routed; their clocks exist but are long past and stay silent.
     let pool = stack.pool.clone();
-    eventually(
-        "imported appeals get clocks",
-        Duration::from_secs(30),
-        || {
-            let pool = pool.clone();
-            async move {
-                let clocks: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM case_deadlines WHERE historical")
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap();
-                (clocks == 9).then_some(())
-            }
-        },
-    )
+    eventually("imported appeals get clocks", CONSUMER_WAIT, || {
+        let pool = pool.clone();
+        async move {
+            let clocks: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM case_deadlines WHERE historical")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (clocks == 9).then_some(())
+        }
+    })
     .await;
     let received: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT received_at FROM appeals WHERE external_id = 'QD-2026-0001'")

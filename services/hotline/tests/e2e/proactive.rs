@@ -78,19 +78,15 @@ async fn a_surge_at_one_school_is_detected_within_its_first_hour_in_event_time()
         assert_eq!(settled["school"], school, "{settled}");
         filed.push(settled);
     }
-    let hotspot = eventually(
-        "the school hotspot is raised",
-        Duration::from_secs(30),
-        || async {
-            let (_, body) = api.get("/api/v1/hotspots", &manager).await;
-            body["hotspots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|h| h["scope"] == "school" && h["place"] == school)
-                .cloned()
-        },
-    )
+    let hotspot = eventually("the school hotspot is raised", CONSUMER_WAIT, || async {
+        let (_, body) = api.get("/api/v1/hotspots", &manager).await;
+        body["hotspots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["scope"] == "school" && h["place"] == school)
+            .cloned()
+    })
     .await;
     // Raised by the third appeal, well within the first hour of the build-up.
     let raised: DateTime<Utc> = serde_json::from_value(hotspot["raised_at"].clone()).unwrap();
@@ -154,7 +150,7 @@ async fn a_surge_at_one_school_is_detected_within_its_first_hour_in_event_time()
     );
     // Not raised again by the rest of the surge; resolved once the window (now, in wall-clock
     // time: the surge ended hours ago) is back to the baseline.
-    let resolved = eventually("the hotspot resolves", Duration::from_secs(30), || async {
+    let resolved = eventually("the hotspot resolves", CONSUMER_WAIT, || async {
         let (_, body) = api.get("/api/v1/hotspots?state=resolved", &manager).await;
         body["hotspots"]
             .as_array()
@@ -212,7 +208,7 @@ async fn the_same_volume_spread_over_every_district_raises_no_hotspot() {
     // Every classified appeal and every routed case with a school went past the worker.
     eventually(
         "the proactive worker has seen the stream",
-        Duration::from_secs(30),
+        CONSUMER_WAIT,
         || async {
             (processed_by_proactive(&stack.pool).await >= 8 + routed_with_school).then_some(())
         },
@@ -252,7 +248,7 @@ async fn repeated_cases_open_a_special_item_whose_kpi_compares_before_and_after(
     }
     case_ids.dedup();
     assert_eq!(case_ids.len(), 5, "five separate cases");
-    let item = eventually("a special item opens", Duration::from_secs(30), || async {
+    let item = eventually("a special item opens", CONSUMER_WAIT, || async {
         let (_, body) = api.get("/api/v1/special-items", &manager).await;
         body["special_items"]
             .as_array()
@@ -492,30 +488,24 @@ async fn a_district_hotspot_raised_again_becomes_a_special_item() {
             .collect::<Vec<Value>>()
     };
     burst(1).await;
-    eventually(
-        "the first district hotspot",
-        Duration::from_secs(30),
-        || async { (district_hotspots().await.len() == 1).then_some(()) },
-    )
+    eventually("the first district hotspot", CONSUMER_WAIT, || async {
+        (district_hotspots().await.len() == 1).then_some(())
+    })
     .await;
     // Two days later the first has resolved...
     clock.advance(Span::days(2));
-    eventually(
-        "the first hotspot resolves",
-        Duration::from_secs(30),
-        || async {
-            district_hotspots()
-                .await
-                .iter()
-                .all(|h| h["state"] == "resolved")
-                .then_some(())
-        },
-    )
+    eventually("the first hotspot resolves", CONSUMER_WAIT, || async {
+        district_hotspots()
+            .await
+            .iter()
+            .all(|h| h["state"] == "resolved")
+            .then_some(())
+    })
     .await;
     // The key stays quiet for a day after it resolved; past that, a new surge counts.
     clock.advance(Span::hours(26));
     burst(2).await;
-    let item = eventually("a special item opens", Duration::from_secs(30), || async {
+    let item = eventually("a special item opens", CONSUMER_WAIT, || async {
         let (_, body) = api.get("/api/v1/special-items", &manager).await;
         body["special_items"]
             .as_array()

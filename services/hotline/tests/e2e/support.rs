@@ -200,6 +200,13 @@ pub async fn count_rows(pool: &PgPool, sql: &str) -> i64 {
 }
 
 /// Polls `check` until it returns Some, or panics after `timeout`.
+/// How long a test waits for what a consumer does. Only a failing test waits it out. The tests run
+/// in parallel and their workers share consumer-group names (only the topics are per test), so
+/// one test's workers joining or leaving, or a child killed by the crash test, makes every group
+/// of that name rebalance; a rebalance can hold deliveries for a few 10 s session timeouts. 30 s
+/// was once too short for the webhook test on a clean clone.
+pub const CONSUMER_WAIT: Duration = Duration::from_secs(90);
+
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -306,7 +313,7 @@ pub async fn wait_consumed(group: &str, topic: &str, partition: i32, offset: i64
     let topic = topic.to_owned();
     eventually(
         &format!("{group} commits past {topic}/{partition}@{offset}"),
-        Duration::from_secs(30),
+        CONSUMER_WAIT,
         || {
             let (group, topic) = (group.clone(), topic.clone());
             async move {

@@ -132,7 +132,7 @@ async fn one_appeal_is_one_trace_across_the_worker_processes() {
     };
     eventually(
         "the spans of all three processes reach the collector",
-        Duration::from_secs(30),
+        CONSUMER_WAIT,
         || async {
             (exported(b"test-api", Some(&intake_span))
                 && exported(b"test-classifier", Some(&classifier_span))

@@ -12,7 +12,6 @@ use hotline_workers::notifier::{send_next, verify};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
@@ -205,7 +204,7 @@ async fn webhooks_are_signed_retried_ordered_and_parked() {
     }
     let acknowledged = eventually(
         "three events acknowledged by the flaky receiver",
-        Duration::from_secs(30),
+        CONSUMER_WAIT,
         || async {
             let acked = receiver.acknowledged("licang");
             (acked.len() >= 3).then_some(acked)
@@ -302,15 +301,11 @@ async fn webhooks_are_signed_retried_ordered_and_parked() {
                 .collect::<Vec<Value>>()
         }
     };
-    let parked = eventually(
-        "the first delivery is parked",
-        Duration::from_secs(30),
-        || async {
-            let failed = deliveries_of("failed").await;
-            let all = deliveries_of("any").await;
-            (failed.len() == 1 && all.len() == 3).then(|| failed[0].clone())
-        },
-    )
+    let parked = eventually("the first delivery is parked", CONSUMER_WAIT, || async {
+        let failed = deliveries_of("failed").await;
+        let all = deliveries_of("any").await;
+        (failed.len() == 1 && all.len() == 3).then(|| failed[0].clone())
+    })
     .await;
     assert_eq!(parked["sequence"], 1);
     assert_eq!(parked["attempts"], 4);
@@ -382,14 +377,10 @@ async fn webhooks_are_signed_retried_ordered_and_parked() {
         )
         .await;
     assert_eq!(status, 200);
-    let arrived = eventually(
-        "the held deliveries arrive",
-        Duration::from_secs(30),
-        || async {
-            let acked = receiver.acknowledged("shibei");
-            (acked.len() >= 3).then_some(acked)
-        },
-    )
+    let arrived = eventually("the held deliveries arrive", CONSUMER_WAIT, || async {
+        let acked = receiver.acknowledged("shibei");
+        (acked.len() >= 3).then_some(acked)
+    })
     .await;
     assert_eq!(
         arrived
