@@ -945,7 +945,7 @@ mod tests {
         ))
         .unwrap();
         let dev = labels.iter().filter(|l| l.split == Split::Dev).count();
-        assert_eq!((dev, labels.len() - dev), (120, 120));
+        assert_eq!((dev, labels.len() - dev), (240, 240));
         let mut ids: Vec<&str> = labels.iter().map(|l| l.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
