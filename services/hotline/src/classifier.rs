@@ -879,9 +879,32 @@ impl RealTally {
             "transferred_out": self.transferred_out,
             "topic_accuracy_of_routed": ratio(self.routed_right, self.routed),
             "calibration": calibration(&self.confidences),
+            "by_confidence_threshold": by_threshold(&self.confidences),
             "per_topic": per_topic,
         })
     }
+}
+
+/// For candidate triage thresholds: how many appeals reach each, and how many of those have the
+/// right topic. What raising the threshold would buy, against the operators' extra work.
+fn by_threshold(predictions: &[(f64, bool)]) -> serde_json::Value {
+    const THRESHOLDS: [f64; 6] = [0.45, 0.6, 0.7, 0.8, 0.9, 0.95];
+    THRESHOLDS
+        .iter()
+        .map(|threshold| {
+            let reached: Vec<bool> = predictions
+                .iter()
+                .filter(|(confidence, _)| confidence >= threshold)
+                .map(|(_, right)| *right)
+                .collect();
+            let right = reached.iter().filter(|r| **r).count();
+            serde_json::json!({
+                "threshold": threshold,
+                "appeals": reached.len(),
+                "right": right,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -994,8 +1017,10 @@ mod tests {
             (TopicCode::Other, false, Decision::Triage),
             (TopicCode::Canteen, true, Decision::Triage),
         ];
-        for (topic, right, decision) in appeals {
-            tally.add(topic, right, decision, 0.5);
+        for ((topic, right, decision), confidence) in
+            appeals.into_iter().zip([0.99, 0.85, 0.5, 0.3, 0.65])
+        {
+            tally.add(topic, right, decision, confidence);
         }
         let report = tally.report(Split::Dev);
         assert_eq!(report["appeals"], 5);
@@ -1005,5 +1030,16 @@ mod tests {
         assert_eq!(report["transferred_out"], 1);
         assert_eq!(report["topic_accuracy_of_routed"], 0.5);
         assert_eq!(report["per_topic"]["other"]["triaged"], 1);
+        // At or above 0.45: 0.5 (right), 0.65 (right), 0.85 (wrong), 0.99 (right).
+        let at = |i: usize| {
+            (
+                report["by_confidence_threshold"][i]["appeals"].clone(),
+                report["by_confidence_threshold"][i]["right"].clone(),
+            )
+        };
+        assert_eq!(at(0), (4.into(), 3.into()));
+        assert_eq!(at(1), (3.into(), 2.into()));
+        assert_eq!(at(3), (2.into(), 1.into()));
+        assert_eq!(at(5), (1.into(), 1.into()));
     }
 }
