@@ -200,11 +200,10 @@ pub async fn count_rows(pool: &PgPool, sql: &str) -> i64 {
 }
 
 /// Polls `check` until it returns Some, or panics after `timeout`.
-/// How long a test waits for what a consumer does. Only a failing test waits it out. The tests run
-/// in parallel and their workers share consumer-group names (only the topics are per test), so
-/// one test's workers joining or leaving, or a child killed by the crash test, makes every group
-/// of that name rebalance; a rebalance can hold deliveries for a few 10 s session timeouts. 30 s
-/// was once too short for the webhook test on a clean clone.
+/// How long a test waits for what a consumer does; only a failing test waits it out. The tests
+/// run in parallel on a 2-core machine and their workers share consumer-group names (only the
+/// topics are per test), so a busy machine, or another test's workers joining and leaving a group,
+/// can hold a delivery for tens of seconds.
 pub const CONSUMER_WAIT: Duration = Duration::from_secs(90);
 
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
