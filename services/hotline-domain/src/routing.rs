@@ -92,6 +92,21 @@ pub struct RoutingInput<'a> {
 }
 
 impl<'a> RoutingInput<'a> {
+    /// What the classifier said about an appeal, with the school it named looked up.
+    pub fn classified(
+        classification: &'a crate::classify::Classification,
+        school: Option<&'a School>,
+    ) -> Self {
+        Self {
+            topic: classification.topic,
+            confidence: classification.confidence,
+            education_related: classification.education_related,
+            urgent: classification.urgent,
+            district: classification.district.as_deref(),
+            school,
+        }
+    }
+
     /// An appeal whose topic is settled (a person chose it, or the case was routed once): the
     /// catalogue's answer, never triage for low confidence.
     pub fn settled(

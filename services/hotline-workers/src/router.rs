@@ -166,14 +166,7 @@ impl<C: Clock> RouterWorker<C> {
             .as_deref()
             .and_then(|s| dirs.schools.by_name(s));
         let decision = dirs.catalogue.route(
-            &RoutingInput {
-                topic: classification.topic,
-                confidence: classification.confidence,
-                education_related: classification.education_related,
-                urgent: classification.urgent,
-                district: classification.district.as_deref(),
-                school,
-            },
+            &RoutingInput::classified(&classification, school),
             &dirs.units,
         );
         let (state, assignments, rule, explanation) = match &decision {

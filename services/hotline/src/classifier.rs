@@ -563,17 +563,7 @@ pub fn bench_routing_command() -> anyhow::Result<()> {
         let text = case["text"].as_str().unwrap_or_default();
         let c = classifier.classify(text, None, None);
         let school = c.school.as_deref().and_then(|s| schools.by_name(s));
-        let decision = catalogue.route(
-            &RoutingInput {
-                topic: c.topic,
-                confidence: c.confidence,
-                education_related: c.education_related,
-                urgent: c.urgent,
-                district: c.district.as_deref(),
-                school,
-            },
-            &units,
-        );
+        let decision = catalogue.route(&RoutingInput::classified(&c, school), &units);
         let (kind, lead) = match &decision {
             RoutingDecision::Route { assignments, .. } => (
                 "route",
@@ -655,14 +645,7 @@ pub fn bench_real_command(
             };
             let c = classifier.classify(text, None, None);
             let decision = catalogue.route(
-                &hotline_domain::routing::RoutingInput {
-                    topic: c.topic,
-                    confidence: c.confidence,
-                    education_related: c.education_related,
-                    urgent: c.urgent,
-                    district: c.district.as_deref(),
-                    school: None,
-                },
+                &hotline_domain::routing::RoutingInput::classified(&c, None),
                 &units,
             );
             let right = c.topic == label.topic;
