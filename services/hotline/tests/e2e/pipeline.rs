@@ -270,13 +270,13 @@ async fn retries_and_redeliveries_create_nothing_new() {
         ));
     }
     for (topic, (partition, offset)) in &last {
-        let groups: &[&str] = if *topic == appeals_topic {
-            &["hotline-classifier", "hotline-router"]
+        let workers: &[&str] = if *topic == appeals_topic {
+            &["classifier", "router"]
         } else {
-            &["hotline-tracker"]
+            &["tracker"]
         };
-        for group in groups {
-            wait_consumed(group, topic, *partition, *offset).await;
+        for worker in workers {
+            wait_consumed(&env.group(worker), topic, *partition, *offset).await;
         }
     }
 

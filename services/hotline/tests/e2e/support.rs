@@ -31,13 +31,18 @@ impl TestEnv {
     pub async fn new() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("hotline_test_{}", &id[..16]);
+        // Topics and consumer groups of this test's own: tests run in parallel, and a worker of
+        // one test joining, leaving or being killed must not rebalance another test's group.
+        let prefix = format!("t{}.", &id[..12]);
         let config = Config::from_flags([
             "--database-url",
             &format!("{}/{}", postgres_base(), database),
             "--kafka-brokers",
             &brokers(),
             "--topic-prefix",
-            &format!("t{}.", &id[..12]),
+            &prefix,
+            "--consumer-group-prefix",
+            &prefix,
             "--http-addr",
             "127.0.0.1:0",
             "--kafka-session-timeout-ms",
@@ -59,6 +64,11 @@ impl TestEnv {
         self.start(&Component::ALL, clock).await
     }
 
+    /// The consumer group a worker of this test's stack uses.
+    pub fn group(&self, worker: &str) -> String {
+        format!("{}hotline-{worker}", self.config.consumer_group_prefix)
+    }
+
     pub fn topic(&self, name: &str) -> String {
         format!("{}{}.v1", self.config.topic_prefix, name)
     }
@@ -69,6 +79,10 @@ impl TestEnv {
             ("HOTLINE_DATABASE_URL", self.config.database_url.clone()),
             ("HOTLINE_KAFKA_BROKERS", self.config.kafka_brokers.clone()),
             ("HOTLINE_TOPIC_PREFIX", self.config.topic_prefix.clone()),
+            (
+                "HOTLINE_CONSUMER_GROUP_PREFIX",
+                self.config.consumer_group_prefix.clone(),
+            ),
             ("HOTLINE_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
             ("HOTLINE_HTTP_ADDR", "127.0.0.1:0".into()),
             ("XDG_STATE_HOME", "/nonexistent".into()),
@@ -201,9 +215,8 @@ pub async fn count_rows(pool: &PgPool, sql: &str) -> i64 {
 
 /// Polls `check` until it returns Some, or panics after `timeout`.
 /// How long a test waits for what a consumer does; only a failing test waits it out. The tests
-/// run in parallel on a 2-core machine and their workers share consumer-group names (only the
-/// topics are per test), so a busy machine, or another test's workers joining and leaving a group,
-/// can hold a delivery for tens of seconds.
+/// run in parallel on a 2-core machine, and a busy machine can hold a delivery for tens of
+/// seconds (a consumer's first join, a rebalance when a test's second stack joins its group).
 pub const CONSUMER_WAIT: Duration = Duration::from_secs(90);
 
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -37,9 +37,6 @@ fn spawn_traced(env: &TestEnv, component: &str, collector: &str, http_addr: &str
         &["run", component],
         &[
             ("HOTLINE_HTTP_ADDR", http_addr),
-            // Consumer groups of this test's own: children other tests kill with -9 stay members
-            // of the shared groups until they time out, and held up this test's rebalances.
-            ("HOTLINE_CONSUMER_GROUP_PREFIX", &env.config.topic_prefix),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
             ("OTEL_SERVICE_NAME", &service),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
