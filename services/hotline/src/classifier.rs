@@ -945,13 +945,13 @@ mod tests {
     }
 
     #[test]
-    fn the_real_check_file_has_two_halves_of_valid_labels() {
+    fn the_real_check_file_has_a_dev_set_and_a_holdout_of_valid_labels() {
         let labels = parse_real_check(include_str!(
             "../../../seeds/real-check/teddy2020c-education.tsv"
         ))
         .unwrap();
         let dev = labels.iter().filter(|l| l.split == Split::Dev).count();
-        assert_eq!((dev, labels.len() - dev), (240, 240));
+        assert_eq!((dev, labels.len() - dev), (480, 240));
         let mut ids: Vec<&str> = labels.iter().map(|l| l.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
