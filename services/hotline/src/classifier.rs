@@ -3,10 +3,11 @@
 #![allow(clippy::print_stdout)] // the bench and train commands print their reports
 
 use anyhow::{bail, Context};
-use hotline_classifier::hybrid::{parse_examples, TopicClassifier};
+use hotline_classifier::hybrid::{parse_examples, ConfidenceTemperature, TopicClassifier};
 use hotline_classifier::train::TrainConfig;
 use hotline_classifier::{train, FeatureConfig, Featurizer, LinearModel};
 use hotline_domain::classify::KeywordClassifier;
+use hotline_domain::text::normalise;
 use hotline_domain::TopicCode;
 use std::path::Path;
 use std::time::Instant;
@@ -624,6 +625,7 @@ pub enum DevErrors {
 pub fn bench_real_command(
     text_files: &[std::path::PathBuf],
     dev_errors: DevErrors,
+    temperature: Option<ConfidenceTemperature>,
 ) -> anyhow::Result<()> {
     let mut texts = std::collections::HashMap::new();
     for path in text_files {
@@ -634,15 +636,31 @@ pub fn bench_real_command(
     let labels = parse_real_check(include_str!(
         "../../../seeds/real-check/teddy2020c-education.tsv"
     ))?;
-    let classifier = builtin()?;
+    let mut classifier = builtin()?;
+    if let Some(temperature) = temperature {
+        classifier = classifier.with_temperature(temperature);
+    }
     let units = hotline_domain::units::UnitsDirectory::builtin();
     let catalogue = hotline_domain::routing::DispatchCatalogue::builtin(&units);
     for split in [Split::Dev, Split::Holdout] {
         let mut tally = RealTally::default();
+        // The combined logits of the dev appeals with their true topics, to fit a temperature on.
+        let mut dev_logits = Vec::new();
         for label in labels.iter().filter(|l| l.split == split) {
             let Some(text) = texts.get(&label.id) else {
                 bail!("text {} is not in the files given", label.id)
             };
+            if split == Split::Dev {
+                let target = TopicCode::ALL
+                    .iter()
+                    .position(|t| *t == label.topic)
+                    .unwrap_or_default();
+                dev_logits.push((
+                    classifier.topic_logits(text),
+                    target,
+                    normalise(text).chars().count(),
+                ));
+            }
             let c = classifier.classify(text, None, None);
             let decision = catalogue.route(
                 &hotline_domain::routing::RoutingInput::classified(&c, None),
@@ -668,11 +686,21 @@ pub fn bench_real_command(
             }
         }
         let mut report = tally.report(split);
+        report["temperature"] = temperature_json(classifier.temperature());
+        if split == Split::Dev {
+            report["temperature_fitted_on_dev"] =
+                temperature_json(ConfidenceTemperature::fit(&dev_logits));
+        }
         report["model_version"] = classifier.model_version().into();
         report["taxonomy_version"] = classifier.keywords().model_version().into();
         println!("{report}");
     }
     Ok(())
+}
+
+fn temperature_json(t: ConfidenceTemperature) -> serde_json::Value {
+    let round2 = |x: f32| (f64::from(x) * 100.0).round() / 100.0;
+    serde_json::json!({"at_100_chars": round2(t.at_100_chars), "length_exponent": round2(t.length_exponent)})
 }
 
 /// `{"id","text",...}` lines into `texts`; blank lines are skipped, a line without a string id

@@ -146,6 +146,13 @@ pub enum BenchCommand {
         /// Also print the dev half's misclassified ids, for study (never the holdout's).
         #[arg(long)]
         dev_errors: bool,
+        /// Classify with this confidence temperature (at 100 characters) instead of the
+        /// built-in one; the dev report gives the one that fits dev best.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// With --temperature: how the temperature grows with length, (chars / 100)^this.
+        #[arg(long, default_value_t = 0.0, requires = "temperature")]
+        temperature_length_exponent: f32,
     },
     /// Repeat linking: precision and recall on the labelled pairs in seeds/repeats/.
     Repeats,
@@ -255,13 +262,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ),
             BenchCommand::Seeds => crate::classifier::bench_seeds_command(),
             BenchCommand::Routing => crate::classifier::bench_routing_command(),
-            BenchCommand::Real { texts, dev_errors } => crate::classifier::bench_real_command(
+            BenchCommand::Real {
+                texts,
+                dev_errors,
+                temperature,
+                temperature_length_exponent,
+            } => crate::classifier::bench_real_command(
                 &texts,
                 if dev_errors {
                     crate::classifier::DevErrors::Print
                 } else {
                     crate::classifier::DevErrors::Hide
                 },
+                temperature.map(
+                    |at_100_chars| hotline_classifier::hybrid::ConfidenceTemperature {
+                        at_100_chars,
+                        length_exponent: temperature_length_exponent,
+                    },
+                ),
             ),
             BenchCommand::Repeats => crate::proactive_bench::bench_repeats_command(),
             BenchCommand::Hotspots {
