@@ -22,7 +22,8 @@ pub const DEFAULT_KEYWORD_WEIGHT: f32 = 0.5;
 /// prints the fit). Without it the classifier was over-confident on them, and the more so the
 /// longer the letter: one temperature fitted per length band gave 1.27 under 150 characters, 1.54
 /// for 150–400 and 1.70 above (the phrase evidence grows with the letter, and our own examples
-/// are shorter and plainer than what citizens write).
+/// are shorter and plainer than what citizens write). Models trained with corrections or loaded
+/// from a directory keep it: they learn from the same seeds and add the same phrase evidence.
 pub const DEFAULT_TEMPERATURE: ConfidenceTemperature = ConfidenceTemperature {
     at_100_chars: 1.44,
     length_exponent: 0.08,
@@ -93,23 +94,23 @@ impl ConfidenceTemperature {
         (self.at_100_chars * ratio.powf(self.length_exponent)).max(1.0)
     }
 
-    /// The maximum-likelihood temperature for combined logits with their true topic and their
-    /// text's length in characters, over a grid (at 100 characters 1 to 3 in steps of 0.02,
-    /// exponent 0 to 0.4 in steps of 0.01).
-    pub fn fit(samples: &[(Vec<f32>, usize, usize)]) -> Self {
-        let mut best = (f32::NEG_INFINITY, Self::NONE);
+    /// The maximum-likelihood temperature for texts' combined logits, over a grid (at 100
+    /// characters 1 to 3 in steps of 0.02, exponent 0 to 0.4 in steps of 0.01; a fit on the
+    /// grid's edge means the grid should grow).
+    pub fn fit(samples: &[TemperatureSample]) -> Self {
+        let mut best = (f64::NEG_INFINITY, Self::NONE);
         for step in 0..=100 {
             for exponent_step in 0..=40 {
                 let candidate = Self {
                     at_100_chars: 1.0 + 0.02 * step as f32,
                     length_exponent: 0.01 * exponent_step as f32,
                 };
-                let log_likelihood: f32 = samples
+                let log_likelihood: f64 = samples
                     .iter()
-                    .map(|(logits, target, chars)| {
-                        let t = candidate.for_chars(*chars);
-                        let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
-                        softmax(&scaled)[*target].max(1e-9).ln()
+                    .map(|sample| {
+                        let t = candidate.for_chars(sample.chars);
+                        let scaled: Vec<f32> = sample.logits.iter().map(|l| l / t).collect();
+                        f64::from(softmax(&scaled)[sample.target].max(1e-9)).ln()
                     })
                     .sum();
                 if log_likelihood > best.0 {
@@ -119,6 +120,15 @@ impl ConfidenceTemperature {
         }
         best.1
     }
+}
+
+/// One text for fitting a temperature: its combined logits ([`TopicClassifier::topic_logits`]),
+/// the index of its true topic among them, and its normalised length in characters.
+#[derive(Debug, Clone)]
+pub struct TemperatureSample {
+    pub logits: Vec<f32>,
+    pub target: usize,
+    pub chars: usize,
 }
 
 pub struct TopicClassifier {
@@ -167,9 +177,10 @@ impl TopicClassifier {
             .iter()
             .map(|(t, l)| (t.as_str(), l.as_str()))
             .collect();
-        // No stacking here: tried, it raised the held-out seed accuracy (0.889 → 0.896) but made
-        // the topic model less confident, so routing decisions fell from 95.8 % to 80 % (more
-        // appeals below the triage threshold).
+        // No stacking here: with 720 examples it raised the held-out seed accuracy (0.889 → 0.896)
+        // but routing decisions fell from 95.8 % to 80 %; tried again with 1,914 examples and
+        // judged on real letters, it lost 5 of the 480 dev appeals (0.706 → 0.696) and the
+        // routing set's right decisions fell from 96.3 % to 91.6 %.
         let model = train(&featurizer, &pairs, version, &TrainConfig::default())?;
         Self::new(model, keywords, DEFAULT_KEYWORD_WEIGHT)
     }
@@ -204,7 +215,8 @@ impl TopicClassifier {
     }
 
     /// Logits of the 16 topics in `TopicCode::ALL` order: the model's calibrated logits plus the
-    /// weighted phrase scores. `classify`'s confidences are their softmax.
+    /// weighted phrase scores. `classify`'s confidences are the softmax of these divided by the
+    /// temperature for the text's normalised length.
     pub fn topic_logits(&self, text: &str) -> Vec<f32> {
         let normalised = normalise(text);
         let words = self.featurizer.words(&normalised);
@@ -251,11 +263,7 @@ impl TopicClassifier {
         let logits = self.combined_logits(&normalised, &words, &phrases, &mut scratch);
         let empty = scratch.is_empty();
         let temperature = self.temperature.for_chars(normalised.chars().count());
-        let probabilities = if temperature == 1.0 {
-            softmax(&logits)
-        } else {
-            softmax(&logits.iter().map(|l| l / temperature).collect::<Vec<_>>())
-        };
+        let probabilities = softmax(&logits.iter().map(|l| l / temperature).collect::<Vec<_>>());
         let mut ranked: Vec<(TopicCode, f32)> =
             TopicCode::ALL.iter().copied().zip(probabilities).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -376,7 +384,11 @@ mod tests {
     fn fitted_temperature_follows_how_sure_the_texts_deserve_to_be() {
         // Two-topic logits [2, 0]: a softmax of 0.88 for the first. Short texts are right 88 %
         // of the time (temperature 1 fits); long ones only 73 % (they need ~2: softmax(1, 0)).
-        let sample = |right: bool, chars: usize| (vec![2.0, 0.0], usize::from(!right), chars);
+        let sample = |right: bool, chars: usize| TemperatureSample {
+            logits: vec![2.0, 0.0],
+            target: usize::from(!right),
+            chars,
+        };
         let mut samples = Vec::new();
         for i in 0..100 {
             samples.push(sample(i < 88, 100));
@@ -386,11 +398,47 @@ mod tests {
         assert!(fitted.length_exponent > 0.2, "{fitted:?}");
         assert!(fitted.at_100_chars < 1.1, "{fitted:?}");
         assert!((fitted.for_chars(1_000) - 2.0).abs() < 0.2, "{fitted:?}");
-        // All alike: no length effect.
+        // Right 88 % of the time at every length (the misses spread over the lengths): no
+        // length effect, and temperature 1.
         let alike: Vec<_> = (0..200)
-            .map(|i| sample(i % 100 < 88, 100 + 10 * i))
+            .map(|i| sample((i * 37) % 100 < 88, 100 + 10 * i))
             .collect();
-        assert!(ConfidenceTemperature::fit(&alike).length_exponent < 0.05);
+        let fitted = ConfidenceTemperature::fit(&alike);
+        assert!(fitted.length_exponent <= 0.02, "{fitted:?}");
+        assert!(fitted.at_100_chars < 1.1, "{fitted:?}");
+    }
+
+    #[test]
+    fn confidences_are_the_softmax_of_the_logits_over_the_length_temperature() {
+        let text = "学校要求暑假到校补课，每人收费八百元，不交就不让上课，孩子说老师也没办法";
+        let logits = classifier().topic_logits(text);
+        let chars = normalise(text).chars().count();
+        for temperature in [
+            ConfidenceTemperature::NONE,
+            DEFAULT_TEMPERATURE,
+            ConfidenceTemperature {
+                at_100_chars: 3.0,
+                length_exponent: 0.3,
+            },
+        ] {
+            let t = temperature.for_chars(chars);
+            let mut expected = softmax(&logits.iter().map(|l| l / t).collect::<Vec<_>>());
+            expected.sort_by(|a, b| b.total_cmp(a));
+            let got = TopicClassifier::builtin()
+                .unwrap()
+                .with_temperature(temperature)
+                .classify(text, None, None);
+            assert!(
+                (got.confidence - f64::from(expected[0])).abs() < 1e-3,
+                "{t}: {got:?}"
+            );
+            for (alternative, p) in got.alternatives.iter().zip(&expected[1..]) {
+                assert!(
+                    (alternative.confidence - f64::from(*p)).abs() < 1e-3,
+                    "{t}: {got:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -143,11 +143,12 @@ pub enum BenchCommand {
         /// test files.
         #[arg(long = "texts", required = true)]
         texts: Vec<PathBuf>,
-        /// Also print the dev half's misclassified ids, for study (never the holdout's).
+        /// Also print the dev set's misclassified ids, for study (never the holdout's).
         #[arg(long)]
         dev_errors: bool,
         /// Classify with this confidence temperature (at 100 characters) instead of the
-        /// built-in one; the dev report gives the one that fits dev best.
+        /// built-in one; the dev report gives the one that fits dev best. Temperatures never
+        /// go below 1.
         #[arg(long)]
         temperature: Option<f32>,
         /// With --temperature: how the temperature grows with length, (chars / 100)^this.

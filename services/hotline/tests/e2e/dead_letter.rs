@@ -67,9 +67,9 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
     assert_eq!(
         consumers,
         [
-            env.group("classifier"),
-            env.group("proactive"),
-            env.group("router")
+            env.group(hotline_workers::classifier::NAME),
+            env.group(hotline_workers::proactive::NAME),
+            env.group(hotline_workers::router::NAME)
         ],
         "every consumer of the appeals topic dead-letters it: {letters:?}"
     );
@@ -81,7 +81,10 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
         .iter()
         .find(|l| l["key"] == missing.to_string().as_str())
         .expect("orphan dead-lettered");
-    assert_eq!(orphan_letter["consumer"], env.group("classifier").as_str());
+    assert_eq!(
+        orphan_letter["consumer"],
+        env.group(hotline_workers::classifier::NAME).as_str()
+    );
     assert_eq!(orphan_letter["event_type"], "AppealFiled");
     assert!(
         orphan_letter["error"]

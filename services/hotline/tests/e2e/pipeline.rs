@@ -271,9 +271,12 @@ async fn retries_and_redeliveries_create_nothing_new() {
     }
     for (topic, (partition, offset)) in &last {
         let workers: &[&str] = if *topic == appeals_topic {
-            &["classifier", "router"]
+            &[
+                hotline_workers::classifier::NAME,
+                hotline_workers::router::NAME,
+            ]
         } else {
-            &["tracker"]
+            &[hotline_workers::tracker::NAME]
         };
         for worker in workers {
             wait_consumed(&env.group(worker), topic, *partition, *offset).await;

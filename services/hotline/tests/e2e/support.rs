@@ -64,9 +64,10 @@ impl TestEnv {
         self.start(&Component::ALL, clock).await
     }
 
-    /// The consumer group a worker of this test's stack uses.
+    /// The consumer group of a worker (its `NAME`, e.g. `hotline_workers::router::NAME`) in this
+    /// test's stack.
     pub fn group(&self, worker: &str) -> String {
-        format!("{}hotline-{worker}", self.config.consumer_group_prefix)
+        format!("{}{worker}", self.config.consumer_group_prefix)
     }
 
     pub fn topic(&self, name: &str) -> String {
