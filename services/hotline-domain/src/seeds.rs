@@ -46,4 +46,5 @@ pub const TRAINING_EXAMPLES: &[&str] = &[
     include_str!("../../../seeds/training/examples-e.jsonl"),
     include_str!("../../../seeds/training/examples-f.jsonl"),
     include_str!("../../../seeds/training/examples-g.jsonl"),
+    include_str!("../../../seeds/training/examples-h.jsonl"),
 ];
