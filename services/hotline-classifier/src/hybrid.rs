@@ -13,9 +13,9 @@ use hotline_domain::TopicCode;
 /// How much one unit of taxonomy phrase weight moves a topic's logit: the phrases carry the plan's
 /// vocabulary and the rules' boundaries, which a model trained on a few hundred examples has not
 /// all seen. First chosen on held-out seed examples (0.35); with the long letters among the seeds,
-/// chosen again on the real appeals' dev half, held-out seeds and the routing set together:
-/// 0.2 / 0.35 / 0.5 / 0.65 / 0.8 gave real dev 0.729 / 0.721 / 0.742 / 0.750 / 0.733, seeds
-/// 0.919 / 0.916 / 0.916 / 0.908 / 0.905, routing lead 0.884 / 0.889 / 0.900 / 0.895 / 0.895.
+/// chosen again on round two's real dev set (240 letters), held-out seeds and the routing set
+/// together: 0.2 / 0.35 / 0.5 / 0.65 / 0.8 gave real dev 0.729 / 0.721 / 0.742 / 0.750 / 0.733,
+/// seeds 0.919 / 0.916 / 0.916 / 0.908 / 0.905, routing lead 0.884 / 0.889 / 0.900 / 0.895 / 0.895.
 pub const DEFAULT_KEYWORD_WEIGHT: f32 = 0.5;
 /// Divides the combined logits before the softmax, more for longer appeals. Fitted (maximum
 /// likelihood) on the real appeals' dev set, letters no one here wrote (`hotline bench real`
@@ -181,7 +181,7 @@ impl TopicClassifier {
         // No stacking here: with 720 examples it raised the held-out seed accuracy (0.889 → 0.896)
         // but routing decisions fell from 95.8 % to 80 %; tried again with 1,914 examples and
         // judged on real letters, it lost 5 of the 480 dev appeals (0.706 → 0.696) and the
-        // routing set's right decisions fell from 96.3 % to 91.6 %.
+        // routing set's right decisions fell from 96.3 % to 91.6 % (no temperature then).
         let model = train(&featurizer, &pairs, version, &TrainConfig::default())?;
         Self::new(model, keywords, DEFAULT_KEYWORD_WEIGHT)
     }
@@ -273,7 +273,8 @@ impl TopicClassifier {
         // And `other` with no phrase of the taxonomy behind it means only that nothing matched:
         // such an appeal must not be sent back to 12345 on the model's word alone. The alternatives
         // keep their own confidences, so one may exceed a capped `other` (none did among the 480
-        // real dev letters): the operator in triage sees what the model leaned to.
+        // real dev letters of round three, nor among the 720 of round four): the operator in
+        // triage sees what the model leaned to.
         let confidence = if empty {
             0.0
         } else if topic == TopicCode::Other && phrases.scores.is_empty() {
