@@ -261,10 +261,13 @@ impl TopicClassifier {
         let phrases = self.keywords.phrase_scores(&found);
         let extraction = self.keywords.extract(&found, district_hint, school_hint);
         let mut scratch = Vec::new();
-        let logits = self.combined_logits(&normalised, &words, &phrases, &mut scratch);
+        let mut logits = self.combined_logits(&normalised, &words, &phrases, &mut scratch);
         let empty = scratch.is_empty();
         let temperature = self.temperature.for_chars(normalised.chars().count());
-        let probabilities = softmax(&logits.iter().map(|l| l / temperature).collect::<Vec<_>>());
+        for logit in &mut logits {
+            *logit /= temperature;
+        }
+        let probabilities = softmax(&logits);
         let mut ranked: Vec<(TopicCode, f32)> =
             TopicCode::ALL.iter().copied().zip(probabilities).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
