@@ -249,34 +249,57 @@ pub fn train(
     let buckets = featurizer.buckets();
     let docs: Vec<&[(u32, f32)]> = corpus.docs.iter().map(Vec::as_slice).collect();
 
-    let mut stacker = None;
-    let temperature = if config.calibration_folds >= 2 && docs.len() >= config.calibration_folds * 2
-    {
-        let k = config.calibration_folds;
-        let mut out_of_fold = Vec::with_capacity(docs.len());
-        for fold in 0..k {
-            type Fold<'a> = (Vec<&'a [(u32, f32)]>, Vec<usize>);
-            let (train_docs, train_labels): Fold<'_> = docs
-                .iter()
-                .zip(&targets)
-                .enumerate()
-                .filter(|(i, _)| i % k != fold)
-                .map(|(_, (d, l))| (*d, *l))
-                .unzip();
-            let (w, b) = fit(&train_docs, &train_labels, labels.len(), buckets, config);
-            for (i, doc) in docs.iter().enumerate().filter(|(i, _)| i % k == fold) {
-                out_of_fold.push((decision(&w, &b, doc), targets[i]));
-            }
-        }
-        if config.stacking {
-            stacker = Some(fit_stacker(&out_of_fold, labels.len()));
-        }
-        fit_temperature(&out_of_fold)
+    let folds = if config.calibration_folds >= 2 && docs.len() >= config.calibration_folds * 2 {
+        config.calibration_folds
     } else {
-        1.0
+        0
+    };
+    // Jobs 0..folds fit one fold each and score its held-out part; job `folds` fits the final
+    // model. Each fit seeds its own random stream, so running them side by side gives the very
+    // model that running them one by one does, in about half the time on two cores (the built-in
+    // model is trained when a worker starts).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut jobs = in_parallel(folds + 1, cores, |job| {
+        if job == folds {
+            let (weights, bias) = fit(&docs, &targets, labels.len(), buckets, config);
+            return FitJob::Final { weights, bias };
+        }
+        type Fold<'a> = (Vec<&'a [(u32, f32)]>, Vec<usize>);
+        let (train_docs, train_labels): Fold<'_> = docs
+            .iter()
+            .zip(&targets)
+            .enumerate()
+            .filter(|(i, _)| i % folds != job)
+            .map(|(_, (d, l))| (*d, *l))
+            .unzip();
+        let (w, b) = fit(&train_docs, &train_labels, labels.len(), buckets, config);
+        FitJob::HeldOut(
+            docs.iter()
+                .enumerate()
+                .filter(|(i, _)| i % folds == job)
+                .map(|(i, doc)| (decision(&w, &b, doc), targets[i]))
+                .collect(),
+        )
+    });
+    let Some(FitJob::Final { weights, bias }) = jobs.pop() else {
+        unreachable!("the last job is the final fit");
+    };
+    let out_of_fold: Vec<(Vec<f32>, usize)> = jobs
+        .into_iter()
+        .flat_map(|job| match job {
+            FitJob::HeldOut(scored) => scored,
+            FitJob::Final { .. } => unreachable!("only the last job is the final fit"),
+        })
+        .collect();
+    let (temperature, stacker) = if folds == 0 {
+        (1.0, None)
+    } else {
+        let stacker = config
+            .stacking
+            .then(|| fit_stacker(&out_of_fold, labels.len()));
+        (fit_temperature(&out_of_fold), stacker)
     };
 
-    let (weights, bias) = fit(&docs, &targets, labels.len(), buckets, config);
     Ok(LinearModel {
         version: version.to_owned(),
         labels,
@@ -287,6 +310,47 @@ pub fn train(
         bias,
         stacker,
     })
+}
+
+/// What one training job produced: a fold's held-out decision values, or the final model.
+enum FitJob {
+    HeldOut(Vec<(Vec<f32>, usize)>),
+    Final {
+        weights: WeightTable,
+        bias: Vec<f32>,
+    },
+}
+
+/// `job(0) .. job(jobs - 1)` on up to `threads` threads (at most one per job), results in job
+/// order. A panic in a job is resumed in the caller.
+fn in_parallel<T: Send>(jobs: usize, threads: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = threads.min(jobs);
+    if threads <= 1 {
+        return (0..jobs).map(job).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if index >= jobs {
+                            return mine;
+                        }
+                        mine.push((index, job(index)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
 }
 
 /// Multinomial logistic regression from decision values to labels, by full-batch gradient
@@ -370,6 +434,9 @@ mod tests {
             ("同学天天打骂孩子还勒索钱", "bullying"),
         ];
         let model = train(&featurizer, &examples, "test", &TrainConfig::default()).unwrap();
+        // The folds and the final fit run side by side, yet every run gives the same model.
+        let again = train(&featurizer, &examples, "test", &TrainConfig::default()).unwrap();
+        assert_eq!(again.to_bytes(), model.to_bytes());
         let mut scratch = Vec::new();
         let check = |text: &str, label: &str| {
             let mut scratch = Vec::new();
@@ -407,5 +474,22 @@ mod tests {
             train(&featurizer, &[("a", "x")], "v", &TrainConfig::default()),
             Err(ModelError::TooFewLabels(1))
         ));
+    }
+
+    #[test]
+    fn parallel_jobs_come_back_as_one_by_one() {
+        // Jobs of uneven length, so that threads finish out of order.
+        let job =
+            |i: usize| (0..(7 - i % 7) * 20_000).fold(i as u64, |h, x| h ^ (h << 5) ^ x as u64);
+        for jobs in [0, 1, 2, 7, 16] {
+            let one_by_one: Vec<u64> = (0..jobs).map(job).collect();
+            for threads in [1, 2, 3, 8] {
+                assert_eq!(
+                    in_parallel(jobs, threads, job),
+                    one_by_one,
+                    "{jobs} on {threads}"
+                );
+            }
+        }
     }
 }

@@ -29,6 +29,21 @@ struct TaxonomyFile {
     urgency_cue: Vec<TextEntry>,
     #[serde(default)]
     past_marker: Vec<TextEntry>,
+    #[serde(default)]
+    precedence: Vec<PrecedenceEntry>,
+}
+
+/// A precedence rule of `topics-rules.md` that no single phrase can carry: when the text holds a
+/// phrase of every group in `when_all` and a topic in `over` has phrase evidence, `topic` takes
+/// that evidence and gains `weight` besides.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrecedenceEntry {
+    topic: String,
+    #[serde(default)]
+    over: Vec<String>,
+    weight: f64,
+    when_all: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,10 +132,31 @@ const URGENCY_CUES: usize = 1;
 const DISTRICT_NAMES: usize = 2;
 const SCHOOL_NAMES: usize = 3;
 
+/// A loaded [`PrecedenceEntry`]: its groups as bit positions over the cue phrases.
+#[derive(Debug, Clone)]
+struct Precedence {
+    topic: TopicCode,
+    over: Vec<TopicCode>,
+    weight: f64,
+    groups: usize,
+}
+
+const PRECEDENCE_CUES: usize = 4;
+/// Each (rule, group) of the precedence rules is one bit, `GROUPS_PER_RULE × rule + group`.
+type GroupBits = u64;
+const GROUPS_PER_RULE: usize = 8;
+const MAX_PRECEDENCE_RULES: usize = GroupBits::BITS as usize / GROUPS_PER_RULE;
+/// How many characters before a precedence cue, within its clause, a denial cancels it
+/// (不是哪个学校的在职老师).
+const CUE_NEGATION_WINDOW_CHARS: usize = 10;
+/// Denials only: 没有 and 无 would cancel 没有资质的培训机构 and 无证辅导班, which are no denial.
+const CUE_NEGATIONS: &[&str] = &["不是", "并非"];
+
 #[derive(Debug, Clone)]
 pub struct KeywordClassifier {
     version: String,
-    /// Topic phrases, urgency cues, district names and school names, found in one pass.
+    /// Topic phrases, urgency cues, district names, school names and precedence cues, found in
+    /// one pass.
     scan: PhraseScan,
     needles: PhraseSet,
     /// For each needle: the topics it points to and with which weight.
@@ -129,6 +165,10 @@ pub struct KeywordClassifier {
     past_markers: Vec<String>,
     districts: DistrictMatcher,
     schools: SchoolDirectory,
+    precedences: Vec<Precedence>,
+    precedence_cues: PhraseSet,
+    /// For each precedence cue: the (rule, group) bits it satisfies.
+    cue_groups: Vec<GroupBits>,
 }
 
 impl KeywordClassifier {
@@ -173,11 +213,13 @@ impl KeywordClassifier {
                 .map(|c| normalise(&c.text))
                 .collect(),
         );
+        let (precedences, precedence_cues, cue_groups) = load_precedences(&file.precedence)?;
         let districts = DistrictMatcher::new(units);
-        let mut sets = [&needles; 4];
+        let mut sets = [&needles; 5];
         sets[URGENCY_CUES] = &cues;
         sets[DISTRICT_NAMES] = districts.names();
         sets[SCHOOL_NAMES] = schools.names();
+        sets[PRECEDENCE_CUES] = &precedence_cues;
         let scan = PhraseScan::new(&sets);
         Ok(Self {
             version: format!("keywords-{}", file.version),
@@ -192,6 +234,9 @@ impl KeywordClassifier {
                 .collect(),
             districts,
             schools,
+            precedences,
+            precedence_cues,
+            cue_groups,
         })
     }
 
@@ -285,7 +330,7 @@ impl KeywordClassifier {
         }
     }
 
-    /// Topic phrases, urgency cues, districts and schools in a normalised text.
+    /// Topic phrases, urgency cues, districts, schools and precedence cues in a normalised text.
     pub fn find<'t>(&self, normalised_text: &'t str) -> Findings<'t> {
         Findings {
             normalised_text,
@@ -341,7 +386,64 @@ impl KeywordClassifier {
                     .push(self.needles.phrases()[index].clone());
             }
         }
+        self.apply_precedences(found, &mut scores, &mut terms);
         PhraseScores { scores, terms }
+    }
+
+    /// Each precedence rule whose every group has a phrase in the text, not denied in its clause,
+    /// settles a conflict: when a topic it overrides has evidence, its own topic takes that
+    /// evidence and those phrases, and adds its weight. Its first term is the phrase found first in
+    /// each group, joined by `+` (班主任+培训机构), so the operator sees why.
+    fn apply_precedences(
+        &self,
+        found: &Findings<'_>,
+        scores: &mut BTreeMap<TopicCode, f64>,
+        terms: &mut BTreeMap<TopicCode, Vec<String>>,
+    ) {
+        let text = found.normalised_text;
+        let cues: Vec<usize> = found
+            .matches
+            .of(PRECEDENCE_CUES)
+            .iter()
+            .filter(|&&(pos, _)| !denied_in_clause(&text[..pos]))
+            .map(|&(_, index)| index)
+            .collect();
+        if cues.is_empty() {
+            return;
+        }
+        let satisfied = cues
+            .iter()
+            .fold(0, |bits, &index| bits | self.cue_groups[index]);
+        for (rule, precedence) in self.precedences.iter().enumerate() {
+            let all_groups = ((1 << precedence.groups) - 1) << (GROUPS_PER_RULE * rule);
+            if satisfied & all_groups != all_groups
+                || !precedence.over.iter().any(|o| scores.contains_key(o))
+            {
+                continue;
+            }
+            let mut evidence = precedence.weight;
+            let mut moved = Vec::new();
+            for over in &precedence.over {
+                evidence += scores.remove(over).unwrap_or(0.0);
+                moved.extend(terms.remove(over).unwrap_or_default());
+            }
+            *scores.entry(precedence.topic).or_default() += evidence;
+            let because: Vec<&str> = (0..precedence.groups)
+                .filter_map(|group| {
+                    let bit = 1 << (GROUPS_PER_RULE * rule + group);
+                    cues.iter()
+                        .find(|&&index| self.cue_groups[index] & bit != 0)
+                        .map(|&index| self.precedence_cues.phrases()[index].as_str())
+                })
+                .collect();
+            let winner = terms.entry(precedence.topic).or_default();
+            winner.insert(0, because.join("+"));
+            for term in moved {
+                if !winner.contains(&term) {
+                    winner.push(term);
+                }
+            }
+        }
     }
 
     /// The first urgency cue that is neither negated (没有受伤) nor about a past event (去年…溺水).
@@ -373,6 +475,91 @@ impl KeywordClassifier {
     }
 }
 
+/// The rules, their cue phrases as one set, and each cue's (rule, group) bits.
+fn load_precedences(
+    entries: &[PrecedenceEntry],
+) -> Result<(Vec<Precedence>, PhraseSet, Vec<GroupBits>), SeedError> {
+    let refuse = |message: String| SeedError::new("taxonomy.toml", 0, message);
+    if entries.len() > MAX_PRECEDENCE_RULES {
+        return Err(refuse(format!(
+            "more than {MAX_PRECEDENCE_RULES} precedence rules"
+        )));
+    }
+    let mut cue_groups: BTreeMap<String, GroupBits> = BTreeMap::new();
+    let mut rules = Vec::with_capacity(entries.len());
+    for (rule, entry) in entries.iter().enumerate() {
+        let name = &entry.topic;
+        let topic = |code: &str| {
+            code.parse::<TopicCode>()
+                .map_err(|e| refuse(format!("precedence for {name}: {e}")))
+        };
+        let own = topic(&entry.topic)?;
+        let over = entry
+            .over
+            .iter()
+            .map(|o| topic(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        if over.contains(&own) {
+            return Err(refuse(format!("precedence for {name}: over names itself")));
+        }
+        if !entry.weight.is_finite() || entry.weight < 0.0 {
+            return Err(refuse(format!(
+                "precedence for {name}: weight must be a number ≥ 0"
+            )));
+        }
+        if entry.when_all.is_empty() || entry.when_all.len() > GROUPS_PER_RULE {
+            return Err(refuse(format!(
+                "precedence for {name}: 1 to {GROUPS_PER_RULE} groups in when_all"
+            )));
+        }
+        let mut in_this_rule: BTreeMap<String, usize> = BTreeMap::new();
+        for (group, phrases) in entry.when_all.iter().enumerate() {
+            let phrases: Vec<String> = phrases
+                .iter()
+                .map(|p| normalise(p))
+                .filter(|p| !p.is_empty())
+                .collect();
+            if phrases.is_empty() {
+                return Err(refuse(format!("precedence for {name}: an empty group")));
+            }
+            for phrase in phrases {
+                // One phrase in two groups would satisfy both alone.
+                if let Some(other) = in_this_rule.insert(phrase.clone(), group) {
+                    if other != group {
+                        return Err(refuse(format!(
+                            "precedence for {name}: {phrase} is in two groups"
+                        )));
+                    }
+                }
+                *cue_groups.entry(phrase).or_default() |= 1 << (GROUPS_PER_RULE * rule + group);
+            }
+        }
+        rules.push(Precedence {
+            topic: own,
+            over,
+            weight: entry.weight,
+            groups: entry.when_all.len(),
+        });
+    }
+    let (phrases, bits): (Vec<String>, Vec<GroupBits>) = cue_groups.into_iter().unzip();
+    Ok((rules, PhraseSet::new(phrases), bits))
+}
+
+/// Whether a denial (不是, 并非) stands in the last clause of `before`, within a few characters
+/// of its end.
+fn denied_in_clause(before: &str) -> bool {
+    let clause: String = before
+        .chars()
+        .rev()
+        .take(CUE_NEGATION_WINDOW_CHARS)
+        .take_while(|c| !matches!(c, ',' | '。' | '!' | '?' | ';' | '、' | '\n'))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    CUE_NEGATIONS.iter().any(|n| clause.contains(n))
+}
+
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
@@ -393,6 +580,7 @@ mod tests {
             (URGENCY_CUES, &c.cues),
             (DISTRICT_NAMES, c.districts.names()),
             (SCHOOL_NAMES, c.schools.names()),
+            (PRECEDENCE_CUES, &c.precedence_cues),
         ];
         let texts = crate::seeds::TRAINING_EXAMPLES
             .iter()
@@ -400,7 +588,7 @@ mod tests {
             .flat_map(|file| file.lines())
             .filter(|line| !line.trim().is_empty())
             .map(|line| line.to_owned());
-        let mut matched = [0; 4];
+        let mut matched = [0; 5];
         for line in texts {
             let text = normalise(&line);
             let found = c.find(&text);
@@ -411,6 +599,157 @@ mod tests {
         }
         // Every set was put to the test.
         assert!(matched.iter().all(|m| *m > 5), "{matched:?}");
+    }
+
+    #[test]
+    fn precedence_rules_need_every_group_and_take_the_overridden_evidence() {
+        use TopicCode::*;
+        let c = classifier();
+        /// The rule's term and the topic it overrode, when a rule fires.
+        type Fired<'a> = Option<(&'a str, TopicCode)>;
+        let cases: &[(&str, TopicCode, Fired<'_>)] = &[
+            (
+                "班主任周末在培训机构给本班学生上课，一次收两百",
+                TeacherConduct,
+                Some(("班主任+培训机构", OffCampusTutoring)),
+            ),
+            (
+                "举报二中在职老师私下开补习班",
+                TeacherConduct,
+                Some(("在职老师+补习班", OffCampusTutoring)),
+            ),
+            ("培训机构跑路了，交的学费不退", OffCampusTutoring, None),
+            // Denied in its clause: the institution's own teachers.
+            (
+                "这家培训机构的老师不是哪个学校的在职老师，交了一年学费现在不退",
+                OffCampusTutoring,
+                None,
+            ),
+            (
+                "民办学校乱收费，一学期学费涨了三千",
+                PrivateSchool,
+                Some(("民办学校+收费", Fees)),
+            ),
+            ("公办小学乱收费，要求家长交资料费", Fees, None),
+        ];
+        for (text, topic, fired) in cases {
+            let normalised = normalise(text);
+            let scores = c.phrase_scores(&c.find(&normalised));
+            let got = c.classify(text, None, None);
+            assert_eq!(got.topic, *topic, "{text}: {got:?}");
+            match fired {
+                Some((term, overridden)) => {
+                    assert_eq!(got.terms.first().map(String::as_str), Some(*term), "{text}");
+                    assert!(!scores.scores.contains_key(overridden), "{text}");
+                    assert!(!scores.terms.contains_key(overridden), "{text}");
+                }
+                None => assert!(got.terms.iter().all(|t| !t.contains('+')), "{text}"),
+            }
+        }
+    }
+
+    /// A small taxonomy: fees and private_school phrases, and the given precedence rules.
+    fn with_precedences(precedence: &str) -> Result<KeywordClassifier, SeedError> {
+        let taxonomy = format!(
+            "version = \"t\"\n\
+             [[topic]]\ncode = \"fees\"\nphrases = [{{ text = \"收费\", weight = 1.0 }}]\n\
+             [[topic]]\ncode = \"private_school\"\nphrases = [{{ text = \"私立\", weight = 1.0 }}]\n\
+             {precedence}"
+        );
+        KeywordClassifier::from_seeds(
+            &taxonomy,
+            &UnitsDirectory::builtin(),
+            SchoolDirectory::builtin(),
+        )
+    }
+
+    fn rule(groups: &str) -> String {
+        format!(
+            "[[precedence]]\ntopic = \"private_school\"\nover = [\"fees\"]\nweight = 1.0\n\
+             when_all = {groups}\n"
+        )
+    }
+
+    #[test]
+    fn a_rule_settles_a_conflict_and_keeps_the_phrases_behind_it() {
+        let c = with_precedences(&rule("[[\"民办\"], [\"学费\", \"收费\"]]")).unwrap();
+        let scores = |text: &str| c.phrase_scores(&c.find(&normalise(text)));
+        // Fires: fees' evidence and phrase move to private_school, with the rule's weight.
+        let fired = scores("民办学校乱收费");
+        assert_eq!(fired.scores.get(&TopicCode::PrivateSchool), Some(&2.0));
+        assert_eq!(
+            fired.terms[&TopicCode::PrivateSchool],
+            ["民办+收费", "收费"]
+        );
+        assert!(!fired.scores.contains_key(&TopicCode::Fees));
+        // Nothing to settle: fees has no evidence (学费 is no fees phrase here), so no bonus.
+        let quiet = scores("民办学校学费贵");
+        assert!(quiet.scores.is_empty(), "{:?}", quiet.scores);
+        // One group alone is not enough.
+        assert_eq!(
+            scores("公办学校乱收费").scores.get(&TopicCode::Fees),
+            Some(&1.0)
+        );
+    }
+
+    #[test]
+    fn bad_precedence_rules_are_refused_at_load() {
+        let eight_groups = format!(
+            "[{}]",
+            (0..8)
+                .map(|g| format!("[\"词{g}\"]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let eight_rules = rule("[[\"民办\"]]").repeat(7) + &rule(&eight_groups);
+        let nine_rules = rule("[[\"民办\"]]").repeat(9);
+        let cases: &[(String, Option<&str>)] = &[
+            (rule("[[\"公办\"], [\"收费\"]]"), None),
+            (eight_rules, None),
+            (nine_rules, Some("more than 8 precedence rules")),
+            (
+                rule("[[\"公办\"]]").replace("topic = \"private_school\"", "topic = \"feez\""),
+                Some("feez"),
+            ),
+            (
+                rule("[[\"公办\"]]").replace("over = [\"fees\"]", "over = [\"feez\"]"),
+                Some("feez"),
+            ),
+            (
+                rule("[[\"公办\"]]").replace("over = [\"fees\"]", "over = [\"private_school\"]"),
+                Some("over names itself"),
+            ),
+            (
+                rule("[[\"公办\"]]").replace("weight = 1.0", "weight = -1.0"),
+                Some("weight must be"),
+            ),
+            (
+                rule("[[\"公办\"]]").replace("over =", "overs ="),
+                Some("unknown field"),
+            ),
+            (rule("[]"), Some("1 to 8 groups")),
+            (
+                rule(&format!(
+                    "[{}, [\"词8\"]]",
+                    &eight_groups[1..eight_groups.len() - 1]
+                )),
+                Some("1 to 8 groups"),
+            ),
+            (rule("[[\"公办\"], []]"), Some("an empty group")),
+            (
+                rule("[[\"公办\"], [\"公办\"]]"),
+                Some("公办 is in two groups"),
+            ),
+        ];
+        for (precedence, error) in cases {
+            match (with_precedences(precedence), error) {
+                (Ok(_), None) => {}
+                (Err(e), Some(message)) => {
+                    assert!(e.to_string().contains(message), "{precedence}: {e}")
+                }
+                (got, _) => panic!("{precedence}: {:?}", got.err()),
+            }
+        }
     }
 
     #[test]

@@ -47,4 +47,5 @@ pub const TRAINING_EXAMPLES: &[&str] = &[
     include_str!("../../../seeds/training/examples-f.jsonl"),
     include_str!("../../../seeds/training/examples-g.jsonl"),
     include_str!("../../../seeds/training/examples-h.jsonl"),
+    include_str!("../../../seeds/training/examples-i.jsonl"),
 ];

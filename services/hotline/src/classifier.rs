@@ -988,7 +988,7 @@ mod tests {
         ))
         .unwrap();
         let dev = labels.iter().filter(|l| l.split == Split::Dev).count();
-        assert_eq!((dev, labels.len() - dev), (720, 240));
+        assert_eq!((dev, labels.len() - dev), (960, 142));
         let mut ids: Vec<&str> = labels.iter().map(|l| l.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
