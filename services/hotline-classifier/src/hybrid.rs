@@ -277,8 +277,8 @@ impl TopicClassifier {
         // And `other` with no phrase of the taxonomy behind it means only that nothing matched:
         // such an appeal must not be sent back to 12345 on the model's word alone. The alternatives
         // keep their own confidences, so one may exceed a capped `other` (none did among the 480
-        // real dev letters of round three, nor among the 720 of round four): the operator in
-        // triage sees what the model leaned to.
+        // real dev letters of round three, nor among the 720 of round four or the 960 of round
+        // five): the operator in triage sees what the model leaned to.
         let confidence = if empty {
             0.0
         } else if topic == TopicCode::Other && phrases.scores.is_empty() {
