@@ -454,14 +454,7 @@ impl KeywordClassifier {
             if NEGATIONS.iter().any(|n| before.ends_with(n)) {
                 continue;
             }
-            let window: String = before
-                .chars()
-                .rev()
-                .take(PAST_MARKER_WINDOW_CHARS)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let window = last_chars(before, PAST_MARKER_WINDOW_CHARS);
             if self
                 .past_markers
                 .iter()
@@ -548,16 +541,23 @@ fn load_precedences(
 /// Whether a denial (不是, 并非) stands in the last clause of `before`, within a few characters
 /// of its end.
 fn denied_in_clause(before: &str) -> bool {
-    let clause: String = before
-        .chars()
-        .rev()
-        .take(CUE_NEGATION_WINDOW_CHARS)
-        .take_while(|c| !matches!(c, ',' | '。' | '!' | '?' | ';' | '、' | '\n'))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let clause = last_chars(before, CUE_NEGATION_WINDOW_CHARS)
+        .rsplit([',', '。', '!', '?', ';', '、', '\n'])
+        .next()
+        .unwrap_or_default();
     CUE_NEGATIONS.iter().any(|n| clause.contains(n))
+}
+
+/// The last `n` characters of `text` (all of it when shorter), without copying.
+fn last_chars(text: &str, n: usize) -> &str {
+    match n.checked_sub(1) {
+        None => "",
+        Some(skip) => text
+            .char_indices()
+            .rev()
+            .nth(skip)
+            .map_or(text, |(at, _)| &text[at..]),
+    }
 }
 
 fn round4(x: f64) -> f64 {
@@ -645,6 +645,29 @@ mod tests {
                 }
                 None => assert!(got.terms.iter().all(|t| !t.contains('+')), "{text}"),
             }
+        }
+    }
+
+    #[test]
+    fn windows_before_a_cue_count_characters_and_stop_at_the_clause() {
+        let cases = [
+            ("", 3, ""),
+            ("abc", 0, ""),
+            ("abc", 5, "abc"),
+            ("学校的老师", 2, "老师"),
+        ];
+        for (text, n, expected) in cases {
+            assert_eq!(last_chars(text, n), expected, "{text} {n}");
+        }
+        let denied = [
+            ("不是哪个学校的", true),
+            ("并非本校", true),
+            ("不是学校的错,本班", false),
+            ("我们说了很多很多话不是说一二三四五六七八九十", false),
+            ("", false),
+        ];
+        for (before, expected) in denied {
+            assert_eq!(denied_in_clause(before), expected, "{before}");
         }
     }
 
