@@ -130,6 +130,12 @@ pub(crate) fn note(
     if required && value.is_empty() {
         return Err(ApiError::invalid_field(field, "is required"));
     }
+    if value.chars().any(hotline_domain::appeal::is_stray_control) {
+        return Err(ApiError::invalid_field(
+            field,
+            "must not contain control characters other than tab and line breaks",
+        ));
+    }
     if value.chars().count() > MAX_NOTE_CHARS {
         return Err(ApiError::invalid_field(
             field,
@@ -508,6 +514,15 @@ async fn place(
         format!("assigned by {}: {note}", caller.0.name)
     };
     let (case, to) = apply(&mut tx, &state, &caller, id, |case, _| {
+        // Units have returned this case back and forth: only a manager's ruling places it now,
+        // or an operator could send it straight back to a unit that already refused it.
+        if !forced && case.ruling_requested.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "ruling_requested",
+                "this case waits for a manager's ruling: POST /api/v1/cases/{id}/ruling",
+            ));
+        }
         if forced && case.state != CaseState::Returned.as_str() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -705,6 +720,39 @@ pub async fn close(
             ),
         ));
     }
+    tx.commit().await?;
+    Ok(done(id, to))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenRequest {
+    pub reason: Option<String>,
+}
+
+/// A manager reopens a closed case (the problem came back, or it was closed wrongly): the lead
+/// unit handles it again, and the tracker gives it the policy's reopen clock.
+pub async fn reopen(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request, _): JsonBody<ReopenRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let reason = note(request.reason, "reason", true)?;
+    let mut tx = state.pool.begin().await?;
+    let (_, to) = apply(&mut tx, &state, &caller, id, |_, _| {
+        Ok(Action {
+            command: CaseCommand::Reopen,
+            permission: Permission::Manager,
+            payload: Payload::CaseReopened(v1::CaseReopened {
+                case_id: id.to_string(),
+                reason: reason.clone(),
+            }),
+            detail: json!({"reason": reason}),
+        })
+    })
+    .await?;
     tx.commit().await?;
     Ok(done(id, to))
 }

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rulings", get(views::rulings))
         .route("/api/v1/cases/{id}/callback", post(cases::callback))
         .route("/api/v1/cases/{id}/close", post(cases::close))
+        .route("/api/v1/cases/{id}/reopen", post(cases::reopen))
         .route("/api/v1/cases/{id}/transfer-out", post(cases::transfer_out))
         .route("/api/v1/cases/{id}/extension", post(extensions::request))
         .route(
@@ -138,6 +139,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/rulings"),
     ("post", "/api/v1/cases/{id}/callback"),
     ("post", "/api/v1/cases/{id}/close"),
+    ("post", "/api/v1/cases/{id}/reopen"),
     ("post", "/api/v1/cases/{id}/transfer-out"),
     ("post", "/api/v1/cases/{id}/extension"),
     ("post", "/api/v1/cases/{id}/extension/approve"),

@@ -1,11 +1,12 @@
 //! 未诉先办 and 专项深办 for managers and units: hotspots, proactive tasks, special items with
 //! their KPI, and the proactive event log.
 
+use crate::auth::ApiQuery;
 use crate::auth::{Caller, JsonBody};
 use crate::cases::note;
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hotline_domain::special::{Kpi, SpecialItemPolicy};
@@ -55,7 +56,7 @@ pub(crate) struct StateQuery {
 pub(crate) async fn hotspots(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<StateQuery>,
+    ApiQuery(query): ApiQuery<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     staff(&caller)?;
     one_of("state", query.state.as_deref(), &["open", "resolved"])?;
@@ -72,7 +73,7 @@ pub(crate) async fn hotspots(
 pub(crate) async fn tasks(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<StateQuery>,
+    ApiQuery(query): ApiQuery<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let unit = match (caller.0.role, caller.0.unit.as_deref()) {
         (Role::Unit, Some(own)) => Some(own.to_owned()),
@@ -130,7 +131,7 @@ pub(crate) async fn complete_task(
 pub(crate) async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<StateQuery>,
+    ApiQuery(query): ApiQuery<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     staff(&caller)?;
     let mut conn = state.pool.acquire().await?;
@@ -150,7 +151,7 @@ fn may_read(caller: &Caller, item: &SpecialItemRow) -> bool {
 pub(crate) async fn special_items(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<StateQuery>,
+    ApiQuery(query): ApiQuery<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let owner = match caller.0.role {
         Role::Unit => caller.0.unit.clone(),

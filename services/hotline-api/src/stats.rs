@@ -1,11 +1,12 @@
 //! Managers' figures: the three rates per unit over a period.
 
+use crate::auth::ApiQuery;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, Utc};
 use hotline_domain::calendar::china_offset;
 use hotline_store::tokens::Role;
 use serde::Deserialize;
@@ -21,15 +22,38 @@ pub(crate) struct RatesQuery {
     unit: Option<String>,
 }
 
+/// The years a period may name: chrono reads dates up to year 262,143 and PostgreSQL's
+/// timestamps end in 294,276, but no hotline figure is about another century.
+const YEARS: std::ops::RangeInclusive<i32> = 2000..=2099;
+/// The longest period one request may cover: every case of it is read into memory.
+const MAX_PERIOD_DAYS: i64 = 3 * 366;
+
 fn day(raw: &str, field: &'static str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid_field(field, "must be a date YYYY-MM-DD"))
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid_field(field, "must be a date YYYY-MM-DD"))?;
+    if !YEARS.contains(&chrono::Datelike::year(&date)) {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("must be in the years {}–{}", YEARS.start(), YEARS.end()),
+        ));
+    }
+    Ok(date)
+}
+
+/// The instants a period of China-time days covers: from the first day's midnight to the
+/// midnight after the last.
+fn period(first: NaiveDate, last: NaiveDate) -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
+    let offset = chrono::Duration::seconds(china_offset().local_minus_utc().into());
+    let midnight = |date: NaiveDate| date.and_time(chrono::NaiveTime::MIN).and_utc() - offset;
+    // `day` keeps both within 2000–2099, so the day after `last` exists.
+    let after_last = last.succ_opt().unwrap_or(last);
+    (midnight(first), midnight(after_last))
 }
 
 pub(crate) async fn rates(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<RatesQuery>,
+    ApiQuery(query): ApiQuery<RatesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let unit_filter = match (caller.0.role, &caller.0.unit) {
         (Role::Manager | Role::Admin | Role::Operator, _) => query.unit.clone(),
@@ -48,17 +72,13 @@ pub(crate) async fn rates(
     if last < first {
         return Err(ApiError::invalid_field("to", "is before `from`"));
     }
-    let china = china_offset();
-    let from = china
-        .from_local_datetime(&first.and_time(chrono::NaiveTime::MIN))
-        .single()
-        .expect("fixed offsets have no gaps")
-        .with_timezone(&Utc);
-    let to = china
-        .from_local_datetime(&(last + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN))
-        .single()
-        .expect("fixed offsets have no gaps")
-        .with_timezone(&Utc);
+    if (last - first).num_days() >= MAX_PERIOD_DAYS {
+        return Err(ApiError::invalid_field(
+            "to",
+            format!("a period covers at most {MAX_PERIOD_DAYS} days"),
+        ));
+    }
+    let (from, to) = period(first, last);
     let mut conn = state.pool.acquire().await?;
     let records = hotline_store::rates::case_records(&mut conn, from, to).await?;
     let mut per_unit = hotline_domain::rates::compute(&records, from, to);
@@ -139,5 +159,46 @@ pub async fn run_rate_gauges(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_china_days_within_the_century() {
+        let cases = [
+            ("2026-03-01", Ok("2026-03-01")),
+            ("2000-01-01", Ok("2000-01-01")),
+            ("2099-12-31", Ok("2099-12-31")),
+            ("1999-12-31", Err("must be in the years 2000–2099")),
+            // Read as dates by chrono or not, never a panic or a database error.
+            ("+262142-12-31", Err("from: must be")),
+            ("-5000-01-01", Err("from: must be")),
+            ("2026-02-30", Err("must be a date YYYY-MM-DD")),
+            ("20260301", Err("must be a date YYYY-MM-DD")),
+        ];
+        for (raw, expected) in cases {
+            let got = day(raw, "from").map(|d| d.to_string());
+            match (got, expected) {
+                (Ok(date), Ok(want)) => assert_eq!(date, want, "{raw}"),
+                (Err(error), Err(want)) => {
+                    assert!(error.message.contains(want), "{raw}: {}", error.message);
+                }
+                (got, want) => panic!("{raw}: {got:?} instead of {want:?}"),
+            }
+        }
+        let (from, to) = period(
+            NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+        );
+        assert_eq!(from.to_rfc3339(), "2026-02-28T16:00:00+00:00");
+        assert_eq!(to.to_rfc3339(), "2026-03-31T16:00:00+00:00");
+        let last = NaiveDate::from_ymd_opt(2099, 12, 31).unwrap();
+        assert_eq!(
+            period(last, last).1.to_rfc3339(),
+            "2099-12-31T16:00:00+00:00"
+        );
     }
 }

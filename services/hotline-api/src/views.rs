@@ -1,9 +1,10 @@
 //! Read endpoints: an appeal with its case, clocks and history; case lists; units.
 
+use crate::auth::ApiQuery;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use hotline_domain::phone::mask_digits;
@@ -293,7 +294,7 @@ pub(crate) struct CaseListQuery {
 pub(crate) async fn list_cases(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<CaseListQuery>,
+    ApiQuery(query): ApiQuery<CaseListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(s) = &query.state {
         s.parse::<hotline_domain::case::CaseState>()

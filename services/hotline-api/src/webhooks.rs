@@ -1,10 +1,11 @@
 //! Webhook administration: a unit's endpoint and secret, the delivery log, and the admin's
 //! decision on a parked delivery (retry or skip).
 
+use crate::auth::ApiQuery;
 use crate::auth::{Caller, JsonBody};
 use crate::error::ApiError;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use hotline_store::tokens::Role;
@@ -79,7 +80,7 @@ pub(crate) struct DeliveryQuery {
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<DeliveryQuery>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Admin, Role::Manager])?;
     if let Some(status) = &query.status {

@@ -11,6 +11,8 @@ pub const MAX_CONTENT_CHARS: usize = 20_000;
 const MAX_SHORT_FIELD_CHARS: usize = 200;
 /// How far in the future a `received_at` may be, to absorb clock skew between systems.
 const FUTURE_TOLERANCE_MINUTES: i64 = 5;
+/// How old a live appeal may be when filed: a 12345 export after a long holiday still fits.
+const MAX_LIVE_AGE_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +129,12 @@ impl NewAppeal {
         if content.is_empty() {
             return Err(AppealError::new("content", "must not be empty"));
         }
+        if content.chars().any(is_stray_control) {
+            return Err(AppealError::new(
+                "content",
+                "must not contain control characters other than tab and line breaks",
+            ));
+        }
         let chars = content.chars().count();
         if chars > MAX_CONTENT_CHARS {
             return Err(AppealError::new(
@@ -148,6 +156,17 @@ impl NewAppeal {
         if received_at > now + Duration::minutes(FUTURE_TOLERANCE_MINUTES) {
             return Err(AppealError::new("received_at", "is in the future"));
         }
+        // A live appeal's clocks start when the citizen called: one from last year (a typo, or a
+        // backlog) would breach and escalate at once. History is imported as such.
+        if provenance == Provenance::Live && received_at < now - Duration::days(MAX_LIVE_AGE_DAYS) {
+            return Err(AppealError::new(
+                "received_at",
+                format!(
+                    "is more than {MAX_LIVE_AGE_DAYS} days ago; import older appeals as history \
+                     (`hotline import --historical`)"
+                ),
+            ));
+        }
         Ok(Self {
             content,
             channel,
@@ -161,6 +180,12 @@ impl NewAppeal {
             provenance,
         })
     }
+}
+
+/// A control character that has no business in a citizen's text: anything but tab and line
+/// breaks (NUL, which PostgreSQL cannot store, among them).
+pub fn is_stray_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// Trims an optional short field; empty means absent; too long is an error.
@@ -236,6 +261,18 @@ mod tests {
             },
             Err("district"),
         );
+        check(input(Some("食堂\0有虫"), Some("web")), Err("content"));
+        check(input(Some("食堂\u{7}有虫"), Some("web")), Err("content"));
+        check(input(Some("第一行\r\n第二行\t完"), Some("web")), Ok(()));
+        let received = |days_ago: i64| AppealInput {
+            received_at: Some(now - Duration::days(days_ago)),
+            ..input(Some("x"), Some("web"))
+        };
+        check(received(29), Ok(()));
+        check(received(31), Err("received_at"));
+        check(received(365), Err("received_at"));
+        // History may be old.
+        assert!(NewAppeal::parse(received(365), now, Provenance::Historical).is_ok());
     }
 
     #[test]

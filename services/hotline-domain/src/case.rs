@@ -230,7 +230,9 @@ pub fn transition(state: CaseState, command: CaseCommand) -> Result<CaseState, I
         (S::Triage | S::Routed | S::Returned | S::Accepted | S::Contacted, C::LinkAsRepeat) => {
             S::Linked
         }
-        (s, C::AcceptRepeat) if !matches!(s, S::TransferredOut | S::Linked) => s,
+        // A closed case owes nobody anything any more, so an appeal folded into it would never be
+        // called back: a manager reopens it first.
+        (s, C::AcceptRepeat) if !matches!(s, S::TransferredOut | S::Linked | S::Closed) => s,
         (s, C::Contribute | C::Forward) if s.is_open_with_unit() => s,
         (state, command) => {
             return Err(IllegalTransition {
@@ -305,6 +307,7 @@ mod tests {
         check(S::Routed, C::LinkAsRepeat, Ok(S::Linked));
         check(S::Contacted, C::LinkAsRepeat, Ok(S::Linked));
         check(S::Resolved, C::AcceptRepeat, Ok(S::Resolved));
+        check(S::CallbackDone, C::AcceptRepeat, Ok(S::CallbackDone));
     }
 
     #[test]
@@ -342,6 +345,7 @@ mod tests {
         check(S::Linked, C::Assign, Err(()));
         check(S::Linked, C::AcceptRepeat, Err(()));
         check(S::TransferredOut, C::AcceptRepeat, Err(()));
+        check(S::Closed, C::AcceptRepeat, Err(()));
         let err = transition(S::Closed, C::Accept).unwrap_err();
         assert_eq!(err.to_string(), "cannot accept a case that is closed");
     }

@@ -351,14 +351,24 @@ impl KeywordClassifier {
                 let (_, index) = found.matches.of(SCHOOL_NAMES).first()?;
                 Some(self.schools.school_named_by(*index))
             });
+        // A known school's district wins over a district in the text: "我家住市北区，孩子在李沧区
+        // 某小学…" is the school's bureau's case, wherever the family lives.
         let district = district_hint
             .and_then(|d| self.districts.canonical(d))
+            .or_else(|| school.map(|s| s.district.as_str()))
             .or_else(|| {
-                let (_, index) = found.matches.of(DISTRICT_NAMES).first()?;
-                Some(self.districts.district_named_by(*index))
+                found
+                    .matches
+                    .of(DISTRICT_NAMES)
+                    .iter()
+                    .find(|(start, index)| {
+                        !self
+                            .districts
+                            .names_another_place(found.normalised_text, *start, *index)
+                    })
+                    .map(|(_, index)| self.districts.district_named_by(*index))
             })
-            .map(str::to_owned)
-            .or_else(|| school.map(|s| s.district.clone()));
+            .map(str::to_owned);
         Extraction {
             urgent_cue: self.urgent_cue(found),
             district,
@@ -837,6 +847,24 @@ mod tests {
                 .as_deref(),
             Some("市北区")
         );
+        assert_eq!(
+            c.classify("即墨路小学门口的黑车天天接送学生", None, None)
+                .district
+                .as_deref(),
+            None
+        );
+        assert_eq!(
+            c.classify("我家住在胶州湾隧道口，孩子在即墨上学", None, None)
+                .district
+                .as_deref(),
+            Some("即墨区")
+        );
+        let got = c.classify(
+            "我家住市北区，孩子在山东省青岛第二中学，食堂很差",
+            None,
+            None,
+        );
+        assert_eq!(got.district.as_deref(), Some("崂山区"));
         let got = c.classify("山东省青岛第二中学食堂很差", None, None);
         assert_eq!(got.district.as_deref(), Some("崂山区"));
         assert_eq!(got.school.as_deref(), Some("山东省青岛第二中学"));

@@ -77,10 +77,32 @@ impl DistrictMatcher {
         &self.canonical[index]
     }
 
+    /// True when the name found at `start` is part of another place's name: Qingdao names its
+    /// streets after its towns (即墨路 and 胶州路 are in 市北区, 黄岛路 in 市南区) and 胶州湾 is the
+    /// bay, so a two-character name followed by 路, 街, 湾, 大桥, 大道, 隧道 or 高速 is not a
+    /// district.
+    pub fn names_another_place(&self, normalised_text: &str, start: usize, index: usize) -> bool {
+        let Some(name) = self.needles.phrases().get(index) else {
+            return false;
+        };
+        if name.chars().count() > 2 {
+            return false;
+        }
+        let after = normalised_text
+            .get(start + name.len()..)
+            .unwrap_or_default();
+        ["路", "街", "湾", "大桥", "大道", "隧道", "高速"]
+            .iter()
+            .any(|suffix| after.starts_with(suffix))
+    }
+
     /// Every district the text mentions, in order of first mention, without repeats.
     pub fn find_all(&self, normalised_text: &str) -> Vec<&str> {
         let mut found: Vec<&str> = Vec::new();
-        for (_, index) in self.needles.find(normalised_text) {
+        for (start, index) in self.needles.find(normalised_text) {
+            if self.names_another_place(normalised_text, start, index) {
+                continue;
+            }
             let district = self.canonical[index].as_str();
             if !found.contains(&district) {
                 found.push(district);
@@ -107,6 +129,12 @@ mod tests {
         check("即墨区教体局不回复", &["即墨区"]);
         check("胶州市和平度", &["胶州市", "平度市"]);
         check("孩子学校食堂很差", &[]);
+        // Streets and the bay named after towns are not those districts.
+        check("即墨路小学门口天天堵车", &[]);
+        check("胶州湾隧道出口附近的学校", &[]);
+        check("住在黄岛路，孩子在即墨区上学", &["即墨区"]);
+        check("胶州路上的小学，胶州的亲戚", &["胶州市"]);
+        check("即墨区即墨路", &["即墨区"]);
         check("", &[]);
     }
 

@@ -56,7 +56,10 @@ impl HotspotKey {
         }
     }
 
-    /// The keys one classified appeal counts towards.
+    /// The keys one classified appeal counts towards. `other` counts at a named school only: many
+    /// callers about one school is worth a look whatever they said, but `other` across a district
+    /// is mostly what is not education at all (a water cut, a bus line), which the bureau's tasks
+    /// cannot settle.
     pub fn of(topic: TopicCode, district: Option<&str>, school: Option<&str>) -> Vec<HotspotKey> {
         let mut keys = Vec::with_capacity(2);
         if let Some(school) = school {
@@ -65,7 +68,7 @@ impl HotspotKey {
                 school: school.to_owned(),
             });
         }
-        if let Some(district) = district {
+        if let Some(district) = district.filter(|_| topic != TopicCode::Other) {
             keys.push(HotspotKey::District {
                 topic,
                 district: district.to_owned(),
@@ -322,6 +325,47 @@ mod tests {
             );
         }
         assert!(poisson_at_least(10, 1.0) < 1e-6);
+    }
+
+    #[test]
+    fn an_appeal_counts_towards_its_school_and_district_but_other_only_at_a_school() {
+        let school = |topic| HotspotKey::School {
+            topic,
+            school: "青岛第七中学".into(),
+        };
+        let district = |topic| HotspotKey::District {
+            topic,
+            district: "市北区".into(),
+        };
+        let cases = [
+            (
+                TopicCode::Canteen,
+                Some("市北区"),
+                Some("青岛第七中学"),
+                vec![school(TopicCode::Canteen), district(TopicCode::Canteen)],
+            ),
+            (
+                TopicCode::Canteen,
+                Some("市北区"),
+                None,
+                vec![district(TopicCode::Canteen)],
+            ),
+            (TopicCode::Canteen, None, None, vec![]),
+            (
+                TopicCode::Other,
+                Some("市北区"),
+                Some("青岛第七中学"),
+                vec![school(TopicCode::Other)],
+            ),
+            (TopicCode::Other, Some("市北区"), None, vec![]),
+        ];
+        for (topic, district_name, school_name, expected) in cases {
+            assert_eq!(
+                HotspotKey::of(topic, district_name, school_name),
+                expected,
+                "{topic:?} {district_name:?} {school_name:?}"
+            );
+        }
     }
 
     #[test]

@@ -101,30 +101,58 @@ pub enum Alert {
 
 /// Running clocks whose warning or due time has passed and that have not alerted yet, locked so
 /// two trackers never emit the same alert.
+///
+/// A clock is met when the tracker (`tracker_consumer`) consumes the event that meets it, so a
+/// unit that accepted a second before the deadline would look late while that event is still on
+/// its way. A clock is therefore held back while its case has history in the clock's time that
+/// the tracker has not processed yet. A breach waits no longer than `grace` after it fell due: a
+/// record stuck in the dead-letter topic must not silence it for good. A warning waits as long as
+/// it takes, since the breach is what bounds the wait.
 pub async fn lock_due(
     conn: &mut PgConnection,
     alert: Alert,
     now: DateTime<Utc>,
     limit: i64,
+    tracker_consumer: &str,
+    grace: chrono::Duration,
 ) -> Result<Vec<DeadlineRow>> {
     let sql = match alert {
         Alert::Warning => {
-            "SELECT * FROM case_deadlines WHERE met_at IS NULL AND cancelled_at IS NULL
-               AND NOT historical AND warned_at IS NULL AND breached_at IS NULL AND paused_at IS NULL
-               AND warn_at <= $1
-             ORDER BY warn_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            "SELECT d.* FROM case_deadlines d WHERE d.met_at IS NULL AND d.cancelled_at IS NULL
+               AND NOT d.historical AND d.warned_at IS NULL AND d.breached_at IS NULL
+               AND d.paused_at IS NULL AND d.warn_at <= $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM case_events e
+                    WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
+                      AND e.occurred_at <= $1
+                      AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
+                      AND NOT EXISTS (SELECT 1 FROM processed_events p
+                                       WHERE p.consumer = $3 AND p.event_id = e.event_id))
+             ORDER BY d.warn_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED"
         }
         Alert::Breach => {
-            "SELECT * FROM case_deadlines WHERE met_at IS NULL AND cancelled_at IS NULL
-               AND NOT historical AND breached_at IS NULL AND paused_at IS NULL AND due_at <= $1
-             ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            "SELECT d.* FROM case_deadlines d WHERE d.met_at IS NULL AND d.cancelled_at IS NULL
+               AND NOT d.historical AND d.breached_at IS NULL AND d.paused_at IS NULL
+               AND d.due_at <= $1
+               AND (d.due_at <= $1 - $4 OR NOT EXISTS (
+                   SELECT 1 FROM case_events e
+                    WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
+                      AND e.occurred_at <= d.due_at
+                      AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
+                      AND NOT EXISTS (SELECT 1 FROM processed_events p
+                                       WHERE p.consumer = $3 AND p.event_id = e.event_id)))
+             ORDER BY d.due_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED"
         }
     };
-    Ok(sqlx::query_as::<_, DeadlineRow>(sql)
+    let query = sqlx::query_as::<_, DeadlineRow>(sql)
         .bind(now)
         .bind(limit)
-        .fetch_all(conn)
-        .await?)
+        .bind(tracker_consumer);
+    let query = match alert {
+        Alert::Warning => query,
+        Alert::Breach => query.bind(grace),
+    };
+    Ok(query.fetch_all(conn).await?)
 }
 
 pub async fn mark_alerted(

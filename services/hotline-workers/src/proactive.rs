@@ -89,6 +89,17 @@ impl<C: Clock> Handler for ProactiveWorker<C> {
         if !interesting {
             return Ok(());
         }
+        // A classification this worker cannot read is a poison record: dead-lettered with its
+        // error, never marked processed and skipped.
+        let classified_input = match &event.payload {
+            Payload::AppealClassified(classified) => {
+                let classification = convert::classification(classified)
+                    .map_err(|e| HandlerError::Rejected(e.to_string()))?;
+                let appeal_id = crate::parse_uuid(&classified.appeal_id, "appeal_id")?;
+                Some((classification, appeal_id))
+            }
+            _ => None,
+        };
         let mut tx = self.pool.begin().await.map_err(sqlx_error)?;
         if !processed::claim(&mut tx, NAME, event.event_id)
             .await
@@ -97,9 +108,13 @@ impl<C: Clock> Handler for ProactiveWorker<C> {
             return Ok(());
         }
         match &event.payload {
-            Payload::AppealClassified(classified) => {
-                self.on_classified(&mut tx, event, classified).await
-            }
+            Payload::AppealClassified(_) => match classified_input {
+                Some((classification, appeal_id)) => {
+                    self.on_classified(&mut tx, event, &classification, appeal_id)
+                        .await
+                }
+                None => Ok(()),
+            },
             Payload::CaseRouted(routed) => self.on_routed(&mut tx, routed).await,
             _ => Ok(()),
         }
@@ -116,13 +131,11 @@ impl<C: Clock> ProactiveWorker<C> {
         &self,
         tx: &mut PgConnection,
         event: &Event,
-        classified: &v1::AppealClassified,
+        classification: &hotline_domain::classify::Classification,
+        appeal_id: Uuid,
     ) -> StoreResult<()> {
-        let Ok(classification) = convert::classification(classified) else {
-            return Ok(());
-        };
         // Event time: when the citizen called, not when we got to it.
-        let Some(at) = hotline_store::appeals::get(tx, parse(&classified.appeal_id))
+        let Some(at) = hotline_store::appeals::get(tx, appeal_id)
             .await?
             .map(|a| a.received_at)
         else {

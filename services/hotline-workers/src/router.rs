@@ -143,6 +143,18 @@ impl<C: Clock> RouterWorker<C> {
                             .map_err(store_error)?;
                         repeat_of = Some((found.case_id, unit, found.matched));
                     }
+                    // An urgent call about a matter already open without urgency (the canteen's
+                    // food was cold; now children are in hospital) is not folded in: it gets a
+                    // case of its own with urgent clocks and the safety office told.
+                    Some(_)
+                        if classification.urgent && locked.as_ref().is_some_and(|c| !c.urgent) =>
+                    {
+                        tracing::info!(
+                            appeal_id = %appeal.id,
+                            case_id = %found.case_id,
+                            "urgent appeal repeats a case that is not urgent; routing it on its own"
+                        );
+                    }
                     Some(state)
                         if state.parse::<CaseState>().is_ok_and(|s| {
                             s.is_open_with_unit()

@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const NAME: &str = "hotline-tracker";
+
+/// How long an alert waits, past its time, for the tracker to catch up with the case's history
+/// (see [`deadlines::lock_due`]).
+pub const ALERT_GRACE: chrono::Duration = chrono::Duration::minutes(15);
 /// Unit told about every breach (督办).
 pub const SUPERVISION_UNIT: &str = "qdedu-inspection";
 /// From the second breach of a case on, the bureau's office (its leadership's desk) hears too.
@@ -119,6 +123,11 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                 .await?
             }
             Payload::CaseResolved(resolved) => {
+                // Resolved while paused: the pause ends here, so the clock is judged with the
+                // paused time added, as a resume would have.
+                deadlines::resume(&mut tx, case_id, DeadlineKind::Resolve.as_str(), at)
+                    .await
+                    .map_err(store_error)?;
                 meet(&mut tx, case_id, &UNIT_CLOCKS, at).await?;
                 self.open(
                     &mut tx,
@@ -130,27 +139,24 @@ impl<C: Clock> Handler for TrackerWorker<C> {
             }
             Payload::CallbackRecorded(_) => {
                 meet(&mut tx, case_id, &[DeadlineKind::Callback], at).await?;
-                if case.state == "reopened" {
-                    // Re-handling after an unsatisfied callback: the policy's reopen clock, counted
-                    // against the lead unit.
-                    let lead = current_lead(&mut tx, case_id).await?;
-                    let clock = self
-                        .rules
-                        .policy
-                        .reopen_clock(at, &self.rules.calendar.current());
-                    deadlines::open(
-                        &mut tx,
-                        &OpenClock {
-                            case_id,
-                            unit: lead.as_deref(),
-                            clock,
-                            policy_version: &self.rules.policy.version,
-                            historical: case.historical,
-                        },
-                    )
+                // Decided by this callback's own history row, not by the case's state now: the
+                // unit may already have contacted the citizen again before this event arrived, and
+                // a satisfied callback may be handled after another caller's reopened the case.
+                let reopened_here = cases::event(&mut tx, event.event_id)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(store_error)?
+                    .is_some_and(|row| {
+                        row.to_state == "reopened" && row.from_state.as_deref() != Some("reopened")
+                    });
+                if reopened_here {
+                    self.open_reopen_clock(&mut tx, case_id, at, case.historical)
+                        .await?;
                 }
+            }
+            Payload::CaseReopened(_) => {
+                // A manager reopened a closed case: it gets the same re-handling clock.
+                self.open_reopen_clock(&mut tx, case_id, at, case.historical)
+                    .await?;
             }
             Payload::CaseExtended(extended) => {
                 let new_due =
@@ -209,6 +215,34 @@ struct ClockPlan {
 }
 
 impl<C: Clock> TrackerWorker<C> {
+    /// Re-handling after an unsatisfied callback or a manager's reopening: the policy's reopen
+    /// clock, counted against the lead unit.
+    async fn open_reopen_clock(
+        &self,
+        tx: &mut PgConnection,
+        case_id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+        historical: bool,
+    ) -> Result<(), HandlerError> {
+        let lead = current_lead(tx, case_id).await?;
+        let clock = self
+            .rules
+            .policy
+            .reopen_clock(at, &self.rules.calendar.current());
+        deadlines::open(
+            tx,
+            &OpenClock {
+                case_id,
+                unit: lead.as_deref(),
+                clock,
+                policy_version: &self.rules.policy.version,
+                historical,
+            },
+        )
+        .await
+        .map_err(store_error)
+    }
+
     async fn open(
         &self,
         conn: &mut PgConnection,
@@ -317,9 +351,21 @@ pub async fn scan_once<C: Clock>(
 ) -> Result<usize, hotline_store::StoreError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
-    let due = deadlines::lock_due(&mut tx, alert, now, 200).await?;
+    let due = deadlines::lock_due(&mut tx, alert, now, 200, NAME, ALERT_GRACE).await?;
+    // The alert's history row keeps the case's state, so the case is locked first: an unlocked
+    // read could write back a state the API changed meanwhile. Locking in id order keeps two
+    // scanners from deadlocking on each other's cases.
+    let mut case_ids: Vec<Uuid> = due.iter().map(|row| row.case_id).collect();
+    case_ids.sort_unstable();
+    case_ids.dedup();
+    let mut states = std::collections::HashMap::with_capacity(case_ids.len());
+    for case_id in case_ids {
+        if let Some(case) = cases::lock(&mut tx, case_id).await? {
+            states.insert(case_id, case.state);
+        }
+    }
     for row in &due {
-        let Some(case) = cases::get(&mut tx, row.case_id).await? else {
+        let Some(state) = states.get(&row.case_id) else {
             continue;
         };
         let unit = row.unit_code.clone().unwrap_or_default();
@@ -345,15 +391,7 @@ pub async fn scan_once<C: Clock>(
         };
         let event = Event::new(row.case_id.to_string(), Actor::system(NAME), now, payload);
         let detail = serde_json::json!({"deadline": row.kind, "unit": unit, "due_at": row.due_at});
-        cases::record_transition(
-            &mut tx,
-            row.case_id,
-            Some(&case.state),
-            &case.state,
-            &event,
-            detail,
-        )
-        .await?;
+        cases::record_transition(&mut tx, row.case_id, Some(state), state, &event, detail).await?;
         if alert == Alert::Breach {
             // 督办: the supervision office and managers hear of every breach.
             let level = cases::raise_escalation(&mut tx, row.case_id).await?;
@@ -369,15 +407,8 @@ pub async fn scan_once<C: Clock>(
                 }),
             );
             let detail = serde_json::json!({"level": level, "deadline": row.kind, "notified_units": notified_units(level)});
-            cases::record_transition(
-                &mut tx,
-                row.case_id,
-                Some(&case.state),
-                &case.state,
-                &escalated,
-                detail,
-            )
-            .await?;
+            cases::record_transition(&mut tx, row.case_id, Some(state), state, &escalated, detail)
+                .await?;
         }
         deadlines::mark_alerted(&mut tx, row.id, alert, now).await?;
         metrics::counter!(counter, "deadline" => row.kind.clone()).increment(1);

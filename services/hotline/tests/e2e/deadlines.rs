@@ -4,6 +4,7 @@
 
 use crate::support::*;
 use chrono::Duration as Span;
+use hotline::app::Component;
 use hotline_store::deadlines::Alert;
 use hotline_store::tokens::Role;
 use hotline_workers::clock::ShiftedClock;
@@ -126,6 +127,102 @@ async fn an_urgent_case_not_contacted_in_time_is_warned_breached_and_escalated_o
         },
     )
     .await;
+
+    let pool = stack.pool.clone();
+    stack.stop().await;
+    env.cleanup(pool).await;
+}
+
+/// A unit that contacts the citizen in time is not breached because the tracker is behind: the
+/// scanner waits while the case has history the tracker has not processed.
+#[tokio::test]
+async fn a_clock_met_in_time_is_not_breached_while_the_tracker_lags() {
+    let env = TestEnv::new().await;
+    let clock = ShiftedClock::default();
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    let operator = token(&stack.pool, Role::Operator, None).await;
+    let id = api
+        .file(
+            &operator,
+            "李沧区某小学校园欺凌，我家孩子现在被同学打伤了，头还在流血，学校不管",
+        )
+        .await;
+    let appeal = api.wait_settled(&operator, &id).await;
+    assert_eq!(appeal["urgent"], true, "{appeal}");
+    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
+    let case_path = format!("/api/v1/cases/{case_id}");
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+    let (status, body) = api
+        .post(&format!("{case_path}/accept"), &unit, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let pool = stack.pool.clone();
+    eventually("the sign clock is met", Duration::from_secs(20), || async {
+        let met: Option<i64> = sqlx::query_scalar(
+            "SELECT count(*) FROM case_deadlines WHERE kind = 'sign' AND met_at IS NOT NULL",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        (met == Some(1)).then_some(())
+    })
+    .await;
+
+    // Only the API runs: the unit contacts the citizen 10 minutes before the 2-hour deadline,
+    // and nothing consumes that event yet.
+    stack.stop().await;
+    let stack = env.start(&[Component::Api], clock.clone()).await;
+    let api = Api::new(&stack);
+    clock.advance(Span::minutes(110));
+    let (status, body) = api
+        .post(
+            &format!("{case_path}/contact"),
+            &unit,
+            &json!({"note": "已电话联系家长，约定明天到校面谈"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Five minutes past the deadline, the scanner still waits for the tracker.
+    clock.advance(Span::minutes(15));
+    for alert in [Alert::Breach, Alert::Warning] {
+        let emitted = hotline_workers::tracker::scan_once(&stack.pool, &clock, alert)
+            .await
+            .unwrap();
+        assert_eq!(emitted, 0, "{alert:?}");
+    }
+    stack.stop().await;
+
+    // The tracker comes back, meets the contact clock at the time of the contact, and no alert
+    // is ever raised for it.
+    let stack = env.start_all(clock.clone()).await;
+    let api = Api::new(&stack);
+    eventually(
+        "the contact clock is met",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api.get(&case_path, &operator).await;
+            case["clocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["kind"] == "contact" && c["met_at"].is_string())
+                .then_some(())
+        },
+    )
+    .await;
+    for alert in [Alert::Breach, Alert::Warning] {
+        let emitted = hotline_workers::tracker::scan_once(&stack.pool, &clock, alert)
+            .await
+            .unwrap();
+        assert_eq!(emitted, 0, "{alert:?}");
+    }
+    let (_, case) = api.get(&case_path, &operator).await;
+    let events = history_events(&case);
+    assert!(
+        !events.iter().any(|e| e.starts_with("Deadline")),
+        "{events:?}"
+    );
 
     let pool = stack.pool.clone();
     stack.stop().await;

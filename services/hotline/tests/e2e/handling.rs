@@ -190,6 +190,43 @@ async fn a_case_is_returned_reassigned_reopened_and_closed() {
         ]
     );
 
+    // The problem comes back: a manager (not a unit) reopens the closed case, and the lead unit
+    // gets the reopen clock again.
+    let manager = token(&stack.pool, Role::Manager, None).await;
+    // A day later, so the new clock cannot be mistaken for the first reopen's.
+    clock.advance(Span::days(1));
+    let reason = json!({"reason": "家长反映多收餐费仍未退还"});
+    assert_eq!(api.post(&path("reopen"), &shibei, &reason).await.0, 403);
+    let (status, body) = api.post(&path("reopen"), &manager, &json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = api.post(&path("reopen"), &manager, &reason).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("reopened")),
+        "{body}"
+    );
+    let reopened_at = clock_now(&clock);
+    eventually(
+        "the reopen clock runs again",
+        Duration::from_secs(20),
+        || async {
+            let (_, case) = api.get(&case_path, &operator).await;
+            let due = case["deadlines"]["resolve"]
+                .as_str()
+                .map(|d| DateTime::parse_from_rfc3339(d).unwrap());
+            due.filter(|d| {
+                (d.with_timezone(&Utc) - reopened_at - Span::days(7))
+                    .num_seconds()
+                    .abs()
+                    < 5
+            })
+            .map(|_| ())
+        },
+    )
+    .await;
+    let (status, _) = api.post(&path("reopen"), &manager, &reason).await;
+    assert_eq!(status, 409, "only a closed case is reopened");
+
     let pool = stack.pool.clone();
     stack.stop().await;
     env.cleanup(pool).await;

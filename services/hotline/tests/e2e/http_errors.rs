@@ -118,6 +118,36 @@ async fn bad_requests_get_clear_4xx_errors() {
             mentions: "received_at",
         },
         Case {
+            name: "received_at a year ago, filed live",
+            content_type: "application/json",
+            body: json(
+                r#"{"content": "x", "channel": "web", "received_at": "2019-03-01T08:00:00Z"}"#,
+            ),
+            status: 422,
+            mentions: "--historical",
+        },
+        Case {
+            name: "NUL in content",
+            content_type: "application/json",
+            body: json(r#"{"content": "食堂\u0000有虫", "channel": "web"}"#),
+            status: 422,
+            mentions: "content",
+        },
+        Case {
+            name: "NUL in a caller field",
+            content_type: "application/json",
+            body: json(r#"{"content": "x", "channel": "web", "caller": {"name": "\u0000"}}"#),
+            status: 422,
+            mentions: "caller.name",
+        },
+        Case {
+            name: "a control character in content",
+            content_type: "application/json",
+            body: json(r#"{"content": "食堂\u0007有虫", "channel": "web"}"#),
+            status: 422,
+            mentions: "control",
+        },
+        Case {
             name: "array body",
             content_type: "application/json",
             body: json(r#"[1, 2]"#),
@@ -203,6 +233,26 @@ async fn bad_requests_get_clear_4xx_errors() {
     );
     let (status, _) = api.get("/api/v1/cases?state=lost", &operator).await;
     assert_eq!(status, 422);
+    // Query strings: JSON errors naming what is wrong, and no date that crashes the rates.
+    let manager = token(&stack.pool, Role::Manager, None).await;
+    for (path, mentions) in [
+        ("/api/v1/cases?limit=x", "limit"),
+        ("/api/v1/cases?colour=red", "colour"),
+        ("/api/v1/rates?to=2026-03-31", "from"),
+        ("/api/v1/rates?from=2026-01-01&to=%2B262142-12-31", "to"),
+        ("/api/v1/rates?from=-262143-01-01&to=2026-01-01", "from"),
+        ("/api/v1/rates?from=1999-12-31&to=2026-01-01", "2000"),
+        ("/api/v1/rates?from=2020-01-01&to=2026-01-01", "at most"),
+    ] {
+        let (status, body) = api.get(path, &manager).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 422, "{path}: {body}");
+        assert!(message.contains(mentions), "{path}: {body}");
+    }
+    let (status, body) = api
+        .get("/api/v1/rates?from=2026-01-01&to=2026-12-31", &manager)
+        .await;
+    assert_eq!(status, 200, "{body}");
     let response = api
         .http
         .post(&url)

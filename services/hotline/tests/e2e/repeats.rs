@@ -203,6 +203,17 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
     )
     .await;
     assert_ne!(other_school["case_id"], case_id.as_str());
+    // The same matter turning urgent is not folded into the case that is not: it is routed on
+    // its own, urgent.
+    let urgent = settled_from(
+        &api,
+        &operator,
+        "13600004444",
+        "青岛第五十中学食堂今天中午的鸡腿又是坏的，十几个孩子食物中毒送医院了",
+    )
+    .await;
+    assert_ne!(urgent["case_id"], case_id.as_str(), "{urgent}");
+    assert_eq!(urgent["urgent"], true, "{urgent}");
 
     let (_, case) = api.get(&format!("/api/v1/cases/{case_id}"), &licang).await;
     assert_eq!(case["appeals"].as_array().unwrap().len(), 3, "{case}");
