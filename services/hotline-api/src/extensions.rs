@@ -231,6 +231,13 @@ pub(crate) async fn pause(
             "the case is already waiting for the citizen",
         ));
     }
+    // Waiting for the citizen presumes the citizen has been contacted.
+    if !matches!(case.state.as_str(), "contacted" | "reopened") {
+        return Err(conflict(
+            "not_contacted",
+            "a case waits for the citizen only after the unit contacted them",
+        ));
+    }
     cases::set_paused(&mut tx, id, Some((now, &reason))).await?;
     tx.commit().await?;
     Ok(done(id, to))

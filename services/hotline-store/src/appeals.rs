@@ -235,6 +235,21 @@ pub struct RepeatCandidate {
     pub case_state: String,
 }
 
+/// Serialises the repeat checks of appeals that could repeat each other, for the rest of the
+/// transaction: two routers handling the same caller's, or the same school's, appeals at once
+/// would otherwise each miss the other's uncommitted case and open two. `keys` name the caller
+/// and the matter; they are locked in sorted order so two checks cannot deadlock.
+pub async fn lock_repeat_keys(conn: &mut PgConnection, keys: &mut [String]) -> Result<()> {
+    keys.sort_unstable();
+    for key in keys.iter() {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Earlier appeals with a case that could be the same matter: from the same caller since
 /// `caller_since`, or about the same school and topic since `school_since`. Newest first.
 #[allow(clippy::too_many_arguments)]

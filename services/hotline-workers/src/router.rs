@@ -275,6 +275,18 @@ impl<C: Clock> RouterWorker<C> {
     ) -> Result<Option<FoundRepeat>, HandlerError> {
         let policy = &self.directories.repeats;
         let at = appeal.received_at;
+        let mut keys: Vec<String> =
+            appeal
+                .caller_key
+                .iter()
+                .map(|caller| format!("repeat-caller:{caller}"))
+                .chain(classification.school.iter().map(|school| {
+                    format!("repeat-matter:{school}:{}", classification.topic.as_str())
+                }))
+                .collect();
+        appeals::lock_repeat_keys(tx, &mut keys)
+            .await
+            .map_err(store_error)?;
         let candidates = appeals::repeat_candidates(
             tx,
             appeal.id,

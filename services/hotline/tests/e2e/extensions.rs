@@ -302,6 +302,66 @@ async fn waiting_for_the_citizen_stops_the_resolve_clock() {
         "moved by {shift}"
     );
 
+    // Paused again, then resolved without a resume: resolving ends the pause, so the clock is met
+    // on time (its deadline moved by the second pause too) and the case can pause again later.
+    let (status, body) = api
+        .post(
+            &path("pause"),
+            &unit,
+            &json!({"reason": "等待学校提供账目"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the clock stops again", Duration::from_secs(20), || async {
+        let (_, case) = api
+            .get(&format!("/api/v1/cases/{case_id}"), &operator)
+            .await;
+        case["clocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "resolve" && c["paused_at"].is_string())
+            .then_some(())
+    })
+    .await;
+    clock.advance(Span::days(30));
+    let (status, body) = api
+        .post(
+            &path("resolve"),
+            &unit,
+            &json!({"result": "已公开食堂账目"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let pool = stack.pool.clone();
+    let resolve_clock = eventually(
+        "the resolve clock is met",
+        Duration::from_secs(20),
+        || async {
+            sqlx::query_as::<_, (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>)>(
+                "SELECT due_at, met_at, paused_at FROM case_deadlines
+              WHERE kind = 'resolve' AND met_at IS NOT NULL",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    let (due_at, met_at, paused_at) = resolve_clock;
+    assert!(
+        met_at <= due_at,
+        "met {met_at} after {due_at}: the pause was not counted"
+    );
+    assert_eq!(paused_at, None);
+    let case_paused: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT paused_at FROM cases WHERE id = $1::uuid")
+            .bind(&case_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(case_paused, None, "resolving ended the case's pause");
+
     let pool = stack.pool.clone();
     stack.stop().await;
     env.cleanup(pool).await;
