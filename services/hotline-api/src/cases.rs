@@ -610,8 +610,9 @@ pub struct CallbackRequest {
     /// Which caller was called back, for a case with several callers; the first by default.
     pub appeal_id: Option<String>,
     pub reached: bool,
-    pub solved: bool,
-    pub satisfaction: Satisfaction,
+    /// Asked only of a caller who was reached.
+    pub solved: Option<bool>,
+    pub satisfaction: Option<Satisfaction>,
     pub note: Option<String>,
 }
 
@@ -623,6 +624,36 @@ pub async fn callback(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let note = note(request.note, "note", false)?;
+    // A caller who was not reached (no phone, no answer) gave no answer: the attempt is recorded,
+    // lets the case close, and counts in neither the resolution nor the satisfaction rate.
+    let (solved, satisfaction) = match (request.reached, request.solved, request.satisfaction) {
+        (true, Some(solved), Some(grade)) => (Some(solved), Some(grade)),
+        (true, None, _) => {
+            return Err(ApiError::invalid_field(
+                "solved",
+                "is required when the caller was reached",
+            ))
+        }
+        (true, _, None) => {
+            return Err(ApiError::invalid_field(
+                "satisfaction",
+                "is required when the caller was reached",
+            ))
+        }
+        (false, None, None) => (None, None),
+        (false, Some(_), _) => {
+            return Err(ApiError::invalid_field(
+                "solved",
+                "is not asked of a caller who was not reached",
+            ))
+        }
+        (false, None, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "satisfaction",
+                "is not asked of a caller who was not reached",
+            ))
+        }
+    };
     let mut tx = state.pool.begin().await?;
     // Each caller of the case is called back once per resolution.
     cases::lock(&mut tx, id)
@@ -658,17 +689,17 @@ pub async fn callback(
     }
     let (_, to) = apply(&mut tx, &state, &caller, id, |_, _| {
         Ok(Action {
-            command: CaseCommand::RecordCallback(request.satisfaction),
+            command: CaseCommand::RecordCallback(satisfaction),
             permission: Permission::Staff,
             payload: Payload::CallbackRecorded(v1::CallbackRecorded {
                 case_id: id.to_string(),
                 reached: request.reached,
-                solved: request.solved,
-                satisfaction: request.satisfaction.as_str().to_owned(),
+                solved: solved.unwrap_or(false),
+                satisfaction: satisfaction.map(|s| s.as_str().to_owned()).unwrap_or_default(),
                 note: note.clone(),
                 appeal_id: appeal_id.to_string(),
             }),
-            detail: json!({"appeal_id": appeal_id, "reached": request.reached, "solved": request.solved, "satisfaction": request.satisfaction, "note": note}),
+            detail: json!({"appeal_id": appeal_id, "reached": request.reached, "solved": solved, "satisfaction": satisfaction, "note": note}),
         })
     })
     .await?;

@@ -81,7 +81,7 @@ pub(crate) async fn rates(
     let (from, to) = period(first, last);
     let mut conn = state.pool.acquire().await?;
     let records = hotline_store::rates::case_records(&mut conn, from, to).await?;
-    let mut per_unit = hotline_domain::rates::compute(&records, from, to);
+    let mut per_unit = hotline_domain::rates::compute(&records, from, to, state.clock.now());
     let mut repeats = hotline_store::rates::repeat_requests(&mut conn, from, to).await?;
     if let Some(unit) = &unit_filter {
         per_unit.retain(|code, _| code == unit);
@@ -120,7 +120,8 @@ pub async fn run_rate_gauges(
             Ok(mut conn) => {
                 match hotline_store::rates::case_records(&mut conn, from, to).await {
                     Ok(records) => {
-                        for (unit, rates) in hotline_domain::rates::compute(&records, from, to) {
+                        for (unit, rates) in hotline_domain::rates::compute(&records, from, to, to)
+                        {
                             let set = |name: &'static str, value: Option<f64>| {
                                 if let Some(v) = value {
                                     metrics::gauge!(name, "unit" => unit.clone(), "window" => "30d").set(v);

@@ -157,7 +157,8 @@ pub enum CaseCommand {
     Return,
     Contact,
     Resolve,
-    RecordCallback(Satisfaction),
+    /// The caller's grade, or `None` when they could not be reached.
+    RecordCallback(Option<Satisfaction>),
     Close,
     /// A manager reopens a closed case.
     Reopen,
@@ -217,10 +218,10 @@ pub fn transition(state: CaseState, command: CaseCommand) -> Result<CaseState, I
         (S::Routed | S::Accepted, C::Return) => S::Returned,
         (S::Accepted | S::Reopened, C::Contact) => S::Contacted,
         (S::Contacted | S::Reopened, C::Resolve) => S::Resolved,
-        (S::Resolved, C::RecordCallback(grade)) if grade.reopens() => S::Reopened,
+        (S::Resolved, C::RecordCallback(Some(grade))) if grade.reopens() => S::Reopened,
         (S::Resolved, C::RecordCallback(_)) => S::CallbackDone,
         // Another caller of the same case (a repeat joined it): each is called back.
-        (S::CallbackDone, C::RecordCallback(grade)) if grade.reopens() => S::Reopened,
+        (S::CallbackDone, C::RecordCallback(Some(grade))) if grade.reopens() => S::Reopened,
         (S::CallbackDone, C::RecordCallback(_)) => S::CallbackDone,
         (S::CallbackDone, C::Close) => S::Closed,
         (S::Closed | S::CallbackDone, C::Reopen) => S::Reopened,
@@ -263,7 +264,12 @@ mod tests {
             (C::Accept, S::Accepted),
             (C::Contact, S::Contacted),
             (C::Resolve, S::Resolved),
-            (C::RecordCallback(Satisfaction::Satisfied), S::CallbackDone),
+            (
+                C::RecordCallback(Some(Satisfaction::Satisfied)),
+                S::CallbackDone,
+            ),
+            // A caller not reached: the attempt is recorded, nothing reopens.
+            (C::RecordCallback(None), S::CallbackDone),
             (C::Close, S::Closed),
         ] {
             state = transition(state, command).unwrap();
@@ -285,22 +291,23 @@ mod tests {
         check(S::Accepted, C::Return, Ok(S::Returned));
         check(
             S::Resolved,
-            C::RecordCallback(Satisfaction::VeryDissatisfied),
+            C::RecordCallback(Some(Satisfaction::VeryDissatisfied)),
             Ok(S::Reopened),
         );
         check(
             S::Resolved,
-            C::RecordCallback(Satisfaction::Dissatisfied),
+            C::RecordCallback(Some(Satisfaction::Dissatisfied)),
             Ok(S::Reopened),
         );
         check(
             S::Resolved,
-            C::RecordCallback(Satisfaction::Neutral),
+            C::RecordCallback(Some(Satisfaction::Neutral)),
             Ok(S::CallbackDone),
         );
         check(S::Reopened, C::Contact, Ok(S::Contacted));
         check(S::Reopened, C::Resolve, Ok(S::Resolved));
         check(S::Closed, C::Reopen, Ok(S::Reopened));
+        check(S::Resolved, C::RecordCallback(None), Ok(S::CallbackDone));
         check(S::Accepted, C::Extend, Ok(S::Accepted));
         check(S::Contacted, C::Escalate, Ok(S::Contacted));
         check(S::Triage, C::Escalate, Ok(S::Triage));
@@ -322,23 +329,23 @@ mod tests {
         check(S::Resolved, C::Extend, Err(()));
         check(
             S::Routed,
-            C::RecordCallback(Satisfaction::Satisfied),
+            C::RecordCallback(Some(Satisfaction::Satisfied)),
             Err(()),
         );
         check(S::CallbackDone, C::Resolve, Err(()));
         check(
             S::CallbackDone,
-            C::RecordCallback(Satisfaction::Satisfied),
+            C::RecordCallback(Some(Satisfaction::Satisfied)),
             Ok(S::CallbackDone),
         );
         check(
             S::CallbackDone,
-            C::RecordCallback(Satisfaction::Dissatisfied),
+            C::RecordCallback(Some(Satisfaction::Dissatisfied)),
             Ok(S::Reopened),
         );
         check(
             S::Closed,
-            C::RecordCallback(Satisfaction::Satisfied),
+            C::RecordCallback(Some(Satisfaction::Satisfied)),
             Err(()),
         );
         check(S::Resolved, C::LinkAsRepeat, Err(()));

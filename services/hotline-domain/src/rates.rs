@@ -57,6 +57,9 @@ pub struct UnitRates {
     pub cases: usize,
     /// Signed and contacted, both within their limits.
     pub responded_in_time: usize,
+    /// Cases whose response can be told: both clocks met, or one past its deadline. The response
+    /// rate's denominator.
+    pub response_judged: usize,
     pub response_rate: Option<f64>,
     pub callbacks: usize,
     pub solved: usize,
@@ -101,11 +104,33 @@ fn durations(mut values: Vec<i64>) -> Durations {
     }
 }
 
-/// Rates per unit for the cases received in `[from, to)`.
+/// Whether a case responded in time (签收 and contact both by their deadlines), as far as it can
+/// be told at `now`: `None` while it is still inside its limits, or has no running clocks (sent
+/// back, waiting to be routed again). Such cases are left out of the response rate rather than
+/// counted as failures, so today's figures are not dragged down by cases that cannot have failed.
+fn responded_in_time(case: &CaseRecord, now: DateTime<Utc>) -> Option<bool> {
+    let (Some(sign), Some(contact)) = (case.sign, case.contact) else {
+        return None;
+    };
+    let late = |clock: ClockRecord| match clock.met_at {
+        Some(met) => met > clock.due_at,
+        None => clock.due_at <= now,
+    };
+    if late(sign) || late(contact) {
+        Some(false)
+    } else if sign.on_time() && contact.on_time() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Rates per unit for the cases received in `[from, to)`, as they stand at `now`.
 pub fn compute(
     cases: &[CaseRecord],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> BTreeMap<String, UnitRates> {
     let mut by_unit: BTreeMap<String, Vec<&CaseRecord>> = BTreeMap::new();
     for case in cases
@@ -117,12 +142,11 @@ pub fn compute(
     by_unit
         .into_iter()
         .map(|(unit, cases)| {
-            let responded_in_time = cases
+            let judged: Vec<bool> = cases
                 .iter()
-                .filter(|c| {
-                    c.sign.is_some_and(|s| s.on_time()) && c.contact.is_some_and(|s| s.on_time())
-                })
-                .count();
+                .filter_map(|c| responded_in_time(c, now))
+                .collect();
+            let responded_in_time = judged.iter().filter(|&&on_time| on_time).count();
             let callbacks: Vec<CallbackRecord> = cases
                 .iter()
                 .flat_map(|c| c.callbacks.iter().copied())
@@ -151,7 +175,8 @@ pub fn compute(
             let rates = UnitRates {
                 cases: cases.len(),
                 responded_in_time,
-                response_rate: ratio(responded_in_time, cases.len()),
+                response_judged: judged.len(),
+                response_rate: ratio(responded_in_time, judged.len()),
                 callbacks: callbacks.len(),
                 solved,
                 resolution_rate: ratio(solved, callbacks.len()),
@@ -226,7 +251,7 @@ mod tests {
                 clock(1, 121, Some(200)),
                 Some(bad),
             ),
-            // Not yet signed: counts in the denominator only.
+            // Not signed by its deadline: counts in the denominator only.
             case(
                 "shinan",
                 2,
@@ -235,6 +260,18 @@ mod tests {
                 clock(2, 122, None),
                 None,
             ),
+            // Signed, not yet contacted, the contact deadline still ahead: cannot have failed
+            // yet, so not in the response rate.
+            case(
+                "shinan",
+                90,
+                clock(90, 114, Some(91)),
+                clock(90, 138, None),
+                clock(90, 210, None),
+                None,
+            ),
+            // Sent back, waiting to be routed again (its clocks were cancelled): not judged.
+            case("shinan", 95, None, None, None, None),
             // Another unit, and one outside the period.
             case(
                 "licang",
@@ -246,10 +283,20 @@ mod tests {
             ),
             case("licang", 500, clock(500, 524, Some(501)), None, None, None),
         ];
-        let rates = compute(&cases, at(0), at(100));
+        let rates = compute(&cases, at(0), at(100), at(100));
         let shinan = &rates["shinan"];
-        assert_eq!((shinan.cases, shinan.responded_in_time), (3, 1));
+        assert_eq!(
+            (
+                shinan.cases,
+                shinan.response_judged,
+                shinan.responded_in_time
+            ),
+            (5, 3, 1)
+        );
         assert_eq!(shinan.response_rate, Some(1.0 / 3.0));
+        // A day later the open case's contact deadline has passed unmet: now it counts, as a miss.
+        let later = &compute(&cases, at(0), at(100), at(140))["shinan"];
+        assert_eq!((later.response_judged, later.responded_in_time), (4, 1));
         assert_eq!(
             (shinan.callbacks, shinan.solved, shinan.satisfied),
             (2, 1, 1)
@@ -259,7 +306,7 @@ mod tests {
         assert_eq!(
             shinan.time_to_sign,
             Durations {
-                count: 2,
+                count: 3,
                 median_seconds: Some(3600),
                 p90_seconds: Some(29 * 3600)
             }
@@ -281,7 +328,7 @@ mod tests {
                 satisfaction: Satisfaction::Dissatisfied,
             },
         ];
-        let laoshan = &compute(&[joined], at(0), at(100))["laoshan"];
+        let laoshan = &compute(&[joined], at(0), at(100), at(100))["laoshan"];
         assert_eq!(
             (
                 laoshan.cases,

@@ -71,7 +71,11 @@ pub async fn case_records(
     }
     let mut callback_map: HashMap<Uuid, Vec<CallbackRecord>> = HashMap::new();
     for (case_id, detail) in callbacks {
+        // A caller who was not reached gave no answer to count.
         let record = (|| {
+            if detail.get("reached").and_then(serde_json::Value::as_bool) == Some(false) {
+                return None;
+            }
             Some(CallbackRecord {
                 solved: detail.get("solved")?.as_bool()?,
                 satisfaction: satisfaction(detail.get("satisfaction")?.as_str()?)?,

@@ -285,8 +285,28 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
         (409, Some("callbacks_pending")),
         "{body}"
     );
-    let second_callback = json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "very_satisfied"});
+    // The second caller cannot be reached: the attempt is recorded without a grade (a grade for
+    // someone not reached, or none for someone reached, is refused).
     let callback = format!("/api/v1/cases/{case_id}/callback");
+    for (body, field) in [
+        (
+            json!({"appeal_id": again["id"], "reached": false, "satisfaction": "satisfied"}),
+            "satisfaction",
+        ),
+        (
+            json!({"appeal_id": again["id"], "reached": true, "satisfaction": "satisfied"}),
+            "solved",
+        ),
+    ] {
+        let (status, body) = api.post(&callback, &operator, &body).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}"
+        );
+    }
+    let second_callback =
+        json!({"appeal_id": again["id"], "reached": false, "note": "两次拨打均无人接听"});
     let (status, body) = api.post(&callback, &operator, &second_callback).await;
     assert_eq!(
         (status, body["state"].as_str()),
