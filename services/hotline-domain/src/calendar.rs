@@ -87,13 +87,25 @@ impl WorkingCalendar {
     /// deadlines in them count weekends only.
     pub fn missing_years(&self, today: NaiveDate) -> Vec<i32> {
         let mut missing = Vec::new();
-        if !self.years.contains(&today.year()) {
+        if !self.has_schedule_for(today.year()) {
             missing.push(today.year());
         }
-        if today.month() >= 11 && !self.years.contains(&(today.year() + 1)) {
+        if today.month() >= 11 && !self.has_schedule_for(today.year() + 1) {
             missing.push(today.year() + 1);
         }
         missing
+    }
+
+    /// Whether a year's schedule looks whole: every official schedule has days off at the Spring
+    /// Festival (January or February) and at National Day (October). One date loaded alone, say
+    /// 1 January, does not make the year known.
+    pub fn has_schedule_for(&self, year: i32) -> bool {
+        let off_in = |months: std::ops::RangeInclusive<u32>| {
+            self.off
+                .iter()
+                .any(|d| d.year() == year && months.contains(&d.month()))
+        };
+        off_in(1..=2) && off_in(10..=10)
     }
 
     /// Years whose official schedule is loaded. Past them, only weekends are days off.
@@ -185,7 +197,14 @@ mod tests {
         let before = cal.add_working_days(at("2026-12-31T10:00:00+08:00"), 1);
         assert_eq!(before, at("2027-01-01T10:00:00+08:00"));
         cal.set(day("2027-01-01"), DayKind::Off);
+        // One date is not a schedule; the two holidays every schedule has make it one
+        // (placeholder dates, not the official 2027 schedule).
+        assert_eq!(cal.missing_years(day("2026-11-01")), [2027]);
+        cal.set(day("2027-02-08"), DayKind::Off);
+        assert_eq!(cal.missing_years(day("2026-11-01")), [2027]);
+        cal.set(day("2027-10-01"), DayKind::Off);
         assert_eq!(cal.missing_years(day("2026-11-01")), Vec::<i32>::new());
+        assert!(cal.has_schedule_for(2025) && cal.has_schedule_for(2026));
         assert_eq!(
             cal.add_working_days(at("2026-12-31T10:00:00+08:00"), 1),
             at("2027-01-04T10:00:00+08:00")

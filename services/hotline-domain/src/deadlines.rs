@@ -1,7 +1,7 @@
 //! Deadline policy (`seeds/deadline-policy.toml`): how long a unit has to sign, contact the citizen,
 //! resolve, and how long the operator has to call back, by urgency.
 
-use crate::calendar::WorkingCalendar;
+use crate::calendar::{china_offset, WorkingCalendar};
 use crate::topic::TopicCode;
 use crate::SeedError;
 use chrono::{DateTime, Duration, Utc};
@@ -84,6 +84,10 @@ impl FromStr for Limit {
 }
 
 impl Limit {
+    pub fn in_working_days(self) -> bool {
+        matches!(self, Limit::WorkingDays(_))
+    }
+
     pub fn after(self, start: DateTime<Utc>, calendar: &WorkingCalendar) -> DateTime<Utc> {
         match self {
             Limit::Natural(d) => start + d,
@@ -275,13 +279,41 @@ impl DeadlinePolicy {
             .expect("seeds/deadline-policy.toml is checked by the tests")
     }
 
-    /// The warning point of a clock running from `starts_at` to `due_at`.
-    pub fn warn_at(&self, starts_at: DateTime<Utc>, due_at: DateTime<Utc>) -> DateTime<Utc> {
+    /// The warning point of a clock running from `starts_at` to `due_at`: at `warn_at_fraction` of
+    /// its span. For a clock counted in working days (`calendar` given), a point that falls on a
+    /// day off moves back to the same time on the last working day before it: 28 September plus
+    /// five working days is 10 October, and 75 % of that span is 7 October, in the middle of the
+    /// National Day holiday, when nobody reads a warning. Never before the start.
+    pub fn warn_at(
+        &self,
+        starts_at: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+        calendar: Option<&WorkingCalendar>,
+    ) -> DateTime<Utc> {
         let span = due_at - starts_at;
-        starts_at
+        let natural = starts_at
             + Duration::milliseconds(
                 (span.num_milliseconds() as f64 * self.warn_at_fraction).round() as i64,
-            )
+            );
+        let Some(calendar) = calendar else {
+            return natural;
+        };
+        let local = natural.with_timezone(&china_offset());
+        let mut date = local.date_naive();
+        // The longest run of days off is a holiday with its weekend, well under a month.
+        for _ in 0..31 {
+            if calendar.is_working_day(date) {
+                break;
+            }
+            match date.pred_opt() {
+                Some(previous) => date = previous,
+                None => return natural,
+            }
+        }
+        let moved = (date.and_time(local.time()).and_utc()
+            - Duration::seconds(china_offset().local_minus_utc().into()))
+        .min(natural);
+        moved.max(starts_at)
     }
 
     /// The resolve clock of a reopened case.
@@ -290,7 +322,11 @@ impl DeadlinePolicy {
         Clock {
             kind: DeadlineKind::Resolve,
             starts_at,
-            warn_at: self.warn_at(starts_at, due_at),
+            warn_at: self.warn_at(
+                starts_at,
+                due_at,
+                self.reopen_resolve.in_working_days().then_some(calendar),
+            ),
             due_at,
         }
     }
@@ -310,11 +346,16 @@ impl DeadlinePolicy {
                 .and_then(|t| self.topic_limits.get(&t))
                 .unwrap_or(&self.normal),
         };
-        let due_at = limits.get(kind).after(starts_at, calendar);
+        let limit = limits.get(kind);
+        let due_at = limit.after(starts_at, calendar);
         Clock {
             kind,
             starts_at,
-            warn_at: self.warn_at(starts_at, due_at),
+            warn_at: self.warn_at(
+                starts_at,
+                due_at,
+                limit.in_working_days().then_some(calendar),
+            ),
             due_at,
         }
     }
@@ -323,6 +364,68 @@ impl DeadlinePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_of_working_day_clocks_fall_on_working_days() {
+        let policy = DeadlinePolicy::builtin();
+        let calendar = WorkingCalendar::builtin();
+        let china = |s: &str| {
+            DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let cases = [
+            // 5 working days over National Day end on the make-up Saturday; 75 % of the span
+            // is 7 October, a holiday: the warning moves back to the last working day before.
+            (
+                "2026-09-28T10:00:00",
+                Limit::WorkingDays(5),
+                "2026-10-10T10:00:00",
+                "2026-09-30T10:00:00",
+            ),
+            // An ordinary week: 75 % is Saturday afternoon, moved back to Friday.
+            (
+                "2026-03-02T10:00:00",
+                Limit::WorkingDays(5),
+                "2026-03-09T10:00:00",
+                "2026-03-06T16:00:00",
+            ),
+            // 75 % on a working day: unchanged.
+            (
+                "2026-03-02T10:00:00",
+                Limit::WorkingDays(3),
+                "2026-03-05T10:00:00",
+                "2026-03-04T16:00:00",
+            ),
+            // Natural hours (urgent cases) keep 75 % whatever the day.
+            (
+                "2026-03-07T10:00:00",
+                Limit::Natural(Duration::hours(2)),
+                "2026-03-07T12:00:00",
+                "2026-03-07T11:30:00",
+            ),
+            // Filed on a Saturday: one working day ends as Monday ends; 75 % of the span is Monday
+            // morning, a working day.
+            (
+                "2026-03-07T10:00:00",
+                Limit::WorkingDays(1),
+                "2026-03-10T00:00:00",
+                "2026-03-09T08:30:00",
+            ),
+        ];
+        for (start, limit, due, warn) in cases {
+            let clock_start = china(start);
+            let due_at = limit.after(clock_start, &calendar);
+            assert_eq!(due_at, china(due), "{start} {limit:?}");
+            let warn_at = policy.warn_at(
+                clock_start,
+                due_at,
+                limit.in_working_days().then_some(&calendar),
+            );
+            assert_eq!(warn_at, china(warn), "{start} {limit:?}");
+            assert!(warn_at >= clock_start && warn_at <= due_at);
+        }
+    }
 
     #[test]
     fn limits_parse() {

@@ -163,12 +163,14 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                     hotline_events::from_timestamp(extended.new_resolve_by, "new_resolve_by")
                         .map_err(|e| HandlerError::Rejected(e.to_string()))?;
                 let policy = &self.rules.policy;
+                // Extensions are granted in working days.
+                let calendar = self.rules.calendar.current();
                 deadlines::extend(
                     &mut tx,
                     case_id,
                     DeadlineKind::Resolve.as_str(),
                     new_due,
-                    |s, d| policy.warn_at(s, d),
+                    |s, d| policy.warn_at(s, d, Some(&calendar)),
                 )
                 .await
                 .map_err(store_error)?;
