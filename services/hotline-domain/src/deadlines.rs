@@ -201,6 +201,33 @@ pub struct Clock {
     pub due_at: DateTime<Utc>,
 }
 
+impl Clock {
+    /// The clock's warning and deadline after an extension of `extension_working_days` (counted
+    /// from its deadline, as a manager's approval counts them) and `paused` time (which moves the
+    /// deadline by as much): what recomputing a running clock must keep.
+    pub fn adjusted(
+        &self,
+        extension_working_days: u32,
+        paused: Duration,
+        policy: &DeadlinePolicy,
+        calendar: &WorkingCalendar,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        if extension_working_days == 0 && paused.is_zero() {
+            return (self.warn_at, self.due_at);
+        }
+        let extended = if extension_working_days > 0 {
+            calendar.add_working_days(self.due_at, extension_working_days)
+        } else {
+            self.due_at
+        };
+        let due_at = extended + paused;
+        (
+            policy.warn_at(self.starts_at, due_at, Some(calendar)),
+            due_at,
+        )
+    }
+}
+
 impl DeadlinePolicy {
     pub fn parse(toml_text: &str) -> Result<Self, SeedError> {
         const FILE: &str = "deadline-policy.toml";
@@ -424,6 +451,42 @@ mod tests {
             );
             assert_eq!(warn_at, china(warn), "{start} {limit:?}");
             assert!(warn_at >= clock_start && warn_at <= due_at);
+        }
+    }
+
+    #[test]
+    fn a_recomputed_clock_keeps_its_extension_and_pauses() {
+        let policy = DeadlinePolicy::builtin();
+        let calendar = WorkingCalendar::builtin();
+        let china = |s: &str| {
+            DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        // Monday 2 March 2026, 10:00, resolve in 5 working days: Monday 9 March.
+        let clock = Clock {
+            kind: DeadlineKind::Resolve,
+            starts_at: china("2026-03-02T10:00:00"),
+            warn_at: china("2026-03-06T16:00:00"),
+            due_at: china("2026-03-09T10:00:00"),
+        };
+        let cases = [
+            (0, 0, "2026-03-06T16:00:00", "2026-03-09T10:00:00"),
+            // Three working days from the deadline: Thursday 12 March.
+            (3, 0, "2026-03-09T22:00:00", "2026-03-12T10:00:00"),
+            // Paused for a day and a half: the deadline moves by as much; 75 % of the longer span
+            // is Sunday evening, so the warning comes on Friday.
+            (0, 36, "2026-03-06T19:00:00", "2026-03-10T22:00:00"),
+            (3, 36, "2026-03-11T01:00:00", "2026-03-13T22:00:00"),
+        ];
+        for (days, paused_hours, warn, due) in cases {
+            let (warn_at, due_at) =
+                clock.adjusted(days, Duration::hours(paused_hours), &policy, &calendar);
+            assert_eq!(
+                (warn_at, due_at),
+                (china(warn), china(due)),
+                "{days} working days, {paused_hours} h paused"
+            );
         }
     }
 

@@ -31,14 +31,16 @@ pub struct OpenClock<'a> {
     pub clock: Clock,
     pub policy_version: &'a str,
     pub historical: bool,
+    /// Re-handling after a reopening: recomputed with the policy's reopen limit.
+    pub reopen: bool,
 }
 
 /// Starts a clock unless one of that kind is already running for the case.
 pub async fn open(conn: &mut PgConnection, c: &OpenClock<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO case_deadlines (case_id, kind, unit_code, starts_at, warn_at, due_at,
-             policy_version, historical)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+             policy_version, historical, reopen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
     )
     .bind(c.case_id)
     .bind(c.clock.kind.as_str())
@@ -48,6 +50,7 @@ pub async fn open(conn: &mut PgConnection, c: &OpenClock<'_>) -> Result<()> {
     .bind(c.clock.due_at)
     .bind(c.policy_version)
     .bind(c.historical)
+    .bind(c.reopen)
     .execute(conn)
     .await?;
     Ok(())
@@ -179,6 +182,7 @@ pub async fn extend(
     case_id: Uuid,
     kind: &str,
     new_due_at: DateTime<Utc>,
+    working_days: i32,
     warn_at: impl Fn(DateTime<Utc>, DateTime<Utc>) -> DateTime<Utc>,
 ) -> Result<()> {
     let running: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
@@ -191,11 +195,14 @@ pub async fn extend(
     .await?;
     if let Some((id, starts_at)) = running {
         sqlx::query(
-            "UPDATE case_deadlines SET due_at = $2, warn_at = $3, warned_at = NULL WHERE id = $1 AND breached_at IS NULL",
+            "UPDATE case_deadlines SET due_at = $2, warn_at = $3, warned_at = NULL,
+                 extension_working_days = extension_working_days + $4
+             WHERE id = $1 AND breached_at IS NULL",
         )
         .bind(id)
         .bind(new_due_at)
         .bind(warn_at(starts_at, new_due_at))
+        .bind(working_days)
         .execute(conn)
         .await?;
     }
@@ -230,6 +237,7 @@ pub async fn resume(
 ) -> Result<()> {
     sqlx::query(
         "UPDATE case_deadlines SET due_at = due_at + ($3 - paused_at), warn_at = warn_at + ($3 - paused_at),
+             paused_seconds = paused_seconds + floor(extract(epoch FROM $3 - paused_at))::bigint,
              paused_at = NULL
          WHERE case_id = $1 AND kind = $2 AND paused_at IS NOT NULL",
     )
@@ -249,13 +257,16 @@ pub struct RunningClock {
     pub starts_at: DateTime<Utc>,
     pub urgent: bool,
     pub topic: String,
-    pub reopened: bool,
+    pub reopen: bool,
+    pub extension_working_days: i32,
+    pub paused_seconds: i64,
 }
 
 /// Every clock still running (not met, cancelled, breached or paused).
 pub async fn running(conn: &mut PgConnection) -> Result<Vec<RunningClock>> {
     Ok(sqlx::query_as::<_, RunningClock>(
-        "SELECT d.id, d.kind, d.starts_at, c.urgent, c.topic, (c.state = 'reopened' AND d.kind = 'resolve') AS reopened
+        "SELECT d.id, d.kind, d.starts_at, c.urgent, c.topic, d.reopen, d.extension_working_days,
+                d.paused_seconds
          FROM case_deadlines d JOIN cases c ON c.id = d.case_id
          WHERE d.met_at IS NULL AND d.cancelled_at IS NULL AND d.breached_at IS NULL AND d.paused_at IS NULL
            AND NOT d.historical",

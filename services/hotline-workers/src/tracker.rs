@@ -170,6 +170,7 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                     case_id,
                     DeadlineKind::Resolve.as_str(),
                     new_due,
+                    i32::try_from(extended.working_days).unwrap_or(i32::MAX),
                     |s, d| policy.warn_at(s, d, Some(&calendar)),
                 )
                 .await
@@ -239,6 +240,7 @@ impl<C: Clock> TrackerWorker<C> {
                 clock,
                 policy_version: &self.rules.policy.version,
                 historical,
+                reopen: true,
             },
         )
         .await
@@ -266,6 +268,7 @@ impl<C: Clock> TrackerWorker<C> {
                     clock,
                     policy_version: &self.rules.policy.version,
                     historical: plan.historical,
+                    reopen: false,
                 },
             )
             .await

@@ -517,7 +517,7 @@ pub async fn recompute_deadlines(config: &Config) -> anyhow::Result<()> {
     let clocks = hotline_store::deadlines::running(&mut tx).await?;
     for clock in &clocks {
         let kind: DeadlineKind = clock.kind.parse().map_err(anyhow::Error::msg)?;
-        let fresh = if clock.reopened {
+        let fresh = if clock.reopen {
             policy.reopen_clock(clock.starts_at, &calendar)
         } else {
             policy.clock(
@@ -528,11 +528,19 @@ pub async fn recompute_deadlines(config: &Config) -> anyhow::Result<()> {
                 &calendar,
             )
         };
+        // What happened to the clock since it started still holds: an approved extension's
+        // working days, then the time it stood paused.
+        let (warn_at, due_at) = fresh.adjusted(
+            u32::try_from(clock.extension_working_days).unwrap_or(0),
+            chrono::Duration::seconds(clock.paused_seconds.max(0)),
+            &policy,
+            &calendar,
+        );
         hotline_store::deadlines::recompute(
             &mut tx,
             clock.id,
-            fresh.warn_at,
-            fresh.due_at,
+            warn_at,
+            due_at,
             &policy.version,
             now,
         )

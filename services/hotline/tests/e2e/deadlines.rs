@@ -3,7 +3,7 @@
 //! the breach once when it comes back.
 
 use crate::support::*;
-use chrono::Duration as Span;
+use chrono::{DateTime, Duration as Span, Utc};
 use hotline::app::Component;
 use hotline_store::deadlines::Alert;
 use hotline_store::tokens::Role;
@@ -396,8 +396,14 @@ async fn running_clocks_are_recomputed_when_the_policy_changes() {
     let id = api.file(&operator, "李沧区一所小学食堂饭菜质量差").await;
     let appeal = api.wait_settled(&operator, &id).await;
     let case_id = uuid::Uuid::parse_str(appeal["case_id"].as_str().unwrap()).unwrap();
+    // A second case whose unit got 3 more working days: recomputing keeps them.
+    let id = api
+        .file(&operator, "李沧区一所小学食堂收费不透明，要求公开账目")
+        .await;
+    let extended = api.wait_settled(&operator, &id).await;
+    let extended_id = uuid::Uuid::parse_str(extended["case_id"].as_str().unwrap()).unwrap();
     let pool = stack.pool.clone();
-    eventually("clocks run", Duration::from_secs(20), || {
+    let clocks_of = |case_id: uuid::Uuid| {
         let pool = pool.clone();
         async move {
             let n: i64 =
@@ -406,9 +412,46 @@ async fn running_clocks_are_recomputed_when_the_policy_changes() {
                     .fetch_one(&pool)
                     .await
                     .unwrap();
-            (n == 3).then_some(())
+            n
         }
+    };
+    eventually("clocks run", Duration::from_secs(20), || async {
+        (clocks_of(case_id).await == 3 && clocks_of(extended_id).await == 3).then_some(())
     })
+    .await;
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+    let manager = token(&stack.pool, Role::Manager, None).await;
+    let path = |p: &str| format!("/api/v1/cases/{extended_id}/{p}");
+    for (action, token, body) in [
+        ("accept", &unit, json!({})),
+        (
+            "extension",
+            &unit,
+            json!({"reason": "需协调配餐公司", "working_days": 3}),
+        ),
+        ("extension/approve", &manager, json!({"note": "同意"})),
+    ] {
+        let (status, body) = api.post(&path(action), token, &body).await;
+        assert_eq!(status, 200, "{action}: {body}");
+    }
+    eventually(
+        "the extension is on the clock",
+        Duration::from_secs(20),
+        || {
+            let pool = pool.clone();
+            async move {
+                let days: Option<i32> = sqlx::query_scalar(
+                    "SELECT extension_working_days FROM case_deadlines
+                  WHERE case_id = $1 AND kind = 'resolve'",
+                )
+                .bind(extended_id)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+                (days == Some(3)).then_some(())
+            }
+        },
+    )
     .await;
 
     let policy = std::env::temp_dir().join(format!(
@@ -434,6 +477,19 @@ async fn running_clocks_are_recomputed_when_the_policy_changes() {
     .await
     .unwrap();
     assert_eq!((version.as_str(), span), ("test-seconds", 3600.0));
+    let (starts_at, due_at): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT starts_at, due_at FROM case_deadlines WHERE case_id = $1 AND kind = 'resolve'",
+    )
+    .bind(extended_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let calendar = hotline_domain::calendar::WorkingCalendar::builtin();
+    assert_eq!(
+        due_at,
+        calendar.add_working_days(starts_at + Span::seconds(3600), 3),
+        "the new policy's hour, then the approved 3 working days"
+    );
     let _ = std::fs::remove_file(&policy);
     stack.stop().await;
     env.cleanup(pool).await;
