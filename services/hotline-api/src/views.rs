@@ -289,6 +289,26 @@ pub(crate) async fn case(
 pub(crate) struct CaseListQuery {
     state: Option<String>,
     limit: Option<i64>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+}
+
+/// A page cursor: the last case's `received_at` (RFC 3339) and id, joined by `~`.
+fn cursor_of(case: &cases::CaseRow) -> String {
+    format!(
+        "{}~{}",
+        case.received_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        case.id
+    )
+}
+
+fn parse_cursor(raw: &str) -> Result<(chrono::DateTime<chrono::Utc>, Uuid), ApiError> {
+    let bad = || ApiError::invalid_field("after", "must be the `next` of a previous page");
+    let (at, id) = raw.split_once('~').ok_or_else(bad)?;
+    let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((at.with_timezone(&chrono::Utc), id))
 }
 
 pub(crate) async fn list_cases(
@@ -301,30 +321,44 @@ pub(crate) async fn list_cases(
             .map_err(|e| ApiError::invalid_field("state", e.to_string()))?;
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let page = cases::Page {
+        after: query.after.as_deref().map(parse_cursor).transpose()?,
+        limit,
+    };
     let mut conn = state.pool.acquire().await?;
+    let mut last: Option<String> = None;
+    let mut count = 0;
     let rows: Vec<Value> = match (caller.0.role, caller.0.unit.as_deref()) {
-        (Role::Unit, Some(unit)) => cases::for_unit(&mut conn, unit, query.state.as_deref(), limit)
-            .await?
-            .into_iter()
-            .map(|(c, role)| summary(&c, Some(&role)))
-            .collect(),
+        (Role::Unit, Some(unit)) => {
+            let rows = cases::for_unit(&mut conn, unit, query.state.as_deref(), page).await?;
+            count = rows.len();
+            last = rows.last().map(|(c, _)| cursor_of(c));
+            rows.into_iter()
+                .map(|(c, role)| summary(&c, Some(&role)))
+                .collect()
+        }
         (Role::Unit, None) => Vec::new(),
         (Role::School, _) => match caller.0.school.as_deref() {
             Some(school) => {
-                cases::forwarded_to_school(&mut conn, school, query.state.as_deref(), limit)
-                    .await?
-                    .iter()
-                    .map(|c| summary(c, Some("school")))
-                    .collect()
+                let rows =
+                    cases::forwarded_to_school(&mut conn, school, query.state.as_deref(), page)
+                        .await?;
+                count = rows.len();
+                last = rows.last().map(cursor_of);
+                rows.iter().map(|c| summary(c, Some("school"))).collect()
             }
             None => Vec::new(),
         },
         (Role::Operator | Role::Manager | Role::Admin, _) => {
-            let rows = cases::by_state(&mut conn, query.state.as_deref(), limit).await?;
+            let rows = cases::by_state(&mut conn, query.state.as_deref(), page).await?;
+            count = rows.len();
+            last = rows.last().map(cursor_of);
             with_suggestions(&mut conn, &state, &rows).await?
         }
     };
-    Ok(Json(json!({"cases": rows})))
+    // A full page may have more behind it: `next` asks for them (`?after=<next>`).
+    let next = if count as i64 == limit { last } else { None };
+    Ok(Json(json!({"cases": rows, "next": next})))
 }
 
 /// Staff lists: a case waiting for a person (triage, returned) carries the classifier's

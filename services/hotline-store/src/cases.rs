@@ -270,22 +270,43 @@ pub async fn active_role(
     .await?)
 }
 
+/// A page of a case list: newest first, `after` the last case of the previous page (its
+/// `received_at` and id), at most `limit` cases.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+impl Page {
+    fn received_before(&self) -> Option<DateTime<Utc>> {
+        self.after.map(|(at, _)| at)
+    }
+
+    fn id_before(&self) -> Option<Uuid> {
+        self.after.map(|(_, id)| id)
+    }
+}
+
 /// Cases a unit is currently assigned to, newest first.
 pub async fn for_unit(
     conn: &mut PgConnection,
     unit: &str,
     state: Option<&str>,
-    limit: i64,
+    page: Page,
 ) -> Result<Vec<(CaseRow, String)>> {
     let rows = sqlx::query_as::<_, CaseWithRole>(
         "SELECT c.*, a.role AS unit_role FROM cases c
          JOIN assignments a ON a.case_id = c.id AND a.unit_code = $1 AND a.ended_at IS NULL
          WHERE ($2::text IS NULL OR c.state = $2)
-         ORDER BY c.received_at DESC LIMIT $3",
+           AND ($4::timestamptz IS NULL OR (c.received_at, c.id) < ($4, $5))
+         ORDER BY c.received_at DESC, c.id DESC LIMIT $3",
     )
     .bind(unit)
     .bind(state)
-    .bind(limit)
+    .bind(page.limit)
+    .bind(page.received_before())
+    .bind(page.id_before())
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.case, r.unit_role)).collect())
@@ -301,13 +322,17 @@ struct CaseWithRole {
 pub async fn by_state(
     conn: &mut PgConnection,
     state: Option<&str>,
-    limit: i64,
+    page: Page,
 ) -> Result<Vec<CaseRow>> {
     Ok(sqlx::query_as::<_, CaseRow>(
-        "SELECT * FROM cases WHERE ($1::text IS NULL OR state = $1) ORDER BY received_at DESC LIMIT $2",
+        "SELECT * FROM cases WHERE ($1::text IS NULL OR state = $1)
+           AND ($3::timestamptz IS NULL OR (received_at, id) < ($3, $4))
+         ORDER BY received_at DESC, id DESC LIMIT $2",
     )
     .bind(state)
-    .bind(limit)
+    .bind(page.limit)
+    .bind(page.received_before())
+    .bind(page.id_before())
     .fetch_all(conn)
     .await?)
 }
@@ -432,18 +457,21 @@ pub async fn forwarded_to_school(
     conn: &mut PgConnection,
     school: &str,
     state: Option<&str>,
-    limit: i64,
+    page: Page,
 ) -> Result<Vec<CaseRow>> {
     Ok(sqlx::query_as::<_, CaseRow>(
         "SELECT c.* FROM cases c JOIN case_forwards f ON f.case_id = c.id AND f.school = $1
          WHERE ($2::text IS NULL OR c.state = $2)
            AND EXISTS (SELECT 1 FROM assignments a WHERE a.case_id = c.id
                        AND a.unit_code = f.unit_code AND a.role = 'lead' AND a.ended_at IS NULL)
-         ORDER BY c.received_at DESC LIMIT $3",
+           AND ($4::timestamptz IS NULL OR (c.received_at, c.id) < ($4, $5))
+         ORDER BY c.received_at DESC, c.id DESC LIMIT $3",
     )
     .bind(school)
     .bind(state)
-    .bind(limit)
+    .bind(page.limit)
+    .bind(page.received_before())
+    .bind(page.id_before())
     .fetch_all(conn)
     .await?)
 }

@@ -198,6 +198,50 @@ async fn rates_over_ten_thousand_cases_match_an_independent_computation() {
     assert_eq!(status, 422);
     let _: Value = own;
 
+    // Case lists page through everything, newest first, each case once: the whole history for
+    // staff, the cases a unit leads for the unit.
+    for (who, token, expected) in [
+        ("staff", &manager, "SELECT count(*) FROM gen"),
+        (
+            "licang",
+            &unit,
+            "SELECT count(*) FROM gen WHERE unit = 'licang'",
+        ),
+    ] {
+        let expected: i64 = sqlx::query_scalar(expected)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut previous: Option<String> = None;
+        let mut path = "/api/v1/cases?limit=1000".to_owned();
+        loop {
+            let (status, page) = api.get(&path, token).await;
+            assert_eq!(status, 200, "{who}: {page}");
+            for case in page["cases"].as_array().unwrap() {
+                let received = case["received_at"].as_str().unwrap().to_owned();
+                if let Some(previous) = &previous {
+                    assert!(received <= *previous, "{who}: not newest first");
+                }
+                previous = Some(received);
+                assert!(
+                    seen.insert(case["id"].as_str().unwrap().to_owned()),
+                    "{who}: twice"
+                );
+            }
+            match page["next"].as_str() {
+                Some(next) => path = format!("/api/v1/cases?limit=1000&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len() as i64, expected, "{who}");
+    }
+    let (status, body) = api.get("/api/v1/cases?after=yesterday", &manager).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("after"))
+    );
+
     // The last 30 days' figures are also gauges on /metrics, labelled by unit.
     let metrics_url = format!("{}/metrics", api.base);
     eventually(
