@@ -122,6 +122,15 @@ pub async fn run_consumer<H: Handler>(
             event_type = tracing::field::Empty,
         );
         hotline_events::trace::continue_trace(&span, header(&message, headers::TRACEPARENT));
+        if let Some(group) = header(&message, headers::REDRIVEN_FOR) {
+            if group != settings.group_id {
+                metrics::counter!("hotline_redriven_skipped_total", "consumer" => settings.group_id.clone()).increment(1);
+                if let Err(error) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(%error, "could not store offset; the record may be redelivered");
+                }
+                continue;
+            }
+        }
         let done = process(&message, settings, handler, dead_letters, &shutdown)
             .instrument(span)
             .await;

@@ -124,12 +124,15 @@ fn parse(message: &rdkafka::message::BorrowedMessage<'_>) -> Result<DeadLetter, 
 /// Sends a dead letter back to the topic it came from, with its original key and headers, so the
 /// consumer that failed gets it again.
 pub async fn redrive(publisher: &Publisher, letter: &DeadLetter) -> Result<(), BusError> {
-    let headers_out: Vec<(&str, &str)> = letter
+    let mut headers_out: Vec<(&str, &str)> = letter
         .headers
         .iter()
-        .filter(|(k, _)| !k.starts_with("dlq."))
+        .filter(|(k, _)| !k.starts_with("dlq.") && k.as_str() != headers::REDRIVEN_FOR)
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // Only the group that failed gets it again: the others would receive it after the case's
+    // later events, and most of them handled it long ago.
+    headers_out.push((headers::REDRIVEN_FOR, letter.consumer.as_str()));
     publisher
         .send(Outgoing {
             topic: &letter.original_topic,

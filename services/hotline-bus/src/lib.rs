@@ -37,4 +37,7 @@ pub mod headers {
     pub const DLQ_ERROR: &str = "dlq.error";
     pub const DLQ_ATTEMPTS: &str = "dlq.attempts";
     pub const DLQ_FAILED_AT: &str = "dlq.failed_at";
+    /// On a redriven record: the consumer group it is redriven for. The topic's other groups
+    /// handled it when it first came, and skip it now.
+    pub const REDRIVEN_FOR: &str = "redriven_for";
 }

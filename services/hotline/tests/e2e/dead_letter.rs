@@ -125,6 +125,31 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
     let body = api.wait_settled(&operator, &missing.to_string()).await;
     assert_eq!(body["status"], "routed", "{body}");
     assert_eq!(body["lead_unit"], "licang");
+    // The redriven record was for the classifier only: the topic's other groups skipped it.
+    let metrics_url = format!("{}/metrics", api.base);
+    for group in [
+        env.group(hotline_workers::router::NAME),
+        env.group(hotline_workers::proactive::NAME),
+    ] {
+        let line = format!("hotline_redriven_skipped_total{{consumer=\"{group}\"}} 1");
+        eventually(
+            "the other groups skip the redriven record",
+            CONSUMER_WAIT,
+            || async {
+                let text = api
+                    .http
+                    .get(&metrics_url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                text.contains(&line).then_some(())
+            },
+        )
+        .await;
+    }
 
     // A letter is re-driven at most once.
     let again = hotline_json(&env, &["dlq", "redrive", "--only", &only], &[]).await;
