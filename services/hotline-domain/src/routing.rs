@@ -68,6 +68,39 @@ struct RuleEntry {
     level: Level,
     #[serde(default)]
     inform: Vec<UnitCode>,
+    /// Another department for appeals that say so: universities are the higher-education
+    /// office's, not the vocational one's.
+    #[serde(default)]
+    refine: Vec<Refinement>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Refinement {
+    department: UnitCode,
+    /// The appeal names one of these...
+    any: Vec<String>,
+    /// ...and none of these.
+    #[serde(default)]
+    unless: Vec<String>,
+}
+
+impl RuleEntry {
+    /// The department for this appeal's text, and the phrase that chose a refinement.
+    fn department(&self, text: Option<&str>) -> (&UnitCode, Option<&str>) {
+        let Some(text) = text else {
+            return (&self.department, None);
+        };
+        for refinement in &self.refine {
+            if refinement.unless.iter().any(|p| text.contains(p.as_str())) {
+                continue;
+            }
+            if let Some(phrase) = refinement.any.iter().find(|p| text.contains(p.as_str())) {
+                return (&refinement.department, Some(phrase));
+            }
+        }
+        (&self.department, None)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,13 +122,18 @@ pub struct RoutingInput<'a> {
     pub urgent: bool,
     pub district: Option<&'a str>,
     pub school: Option<&'a School>,
+    /// The appeal's text, normalised (`text::normalise`), when the router has it: a rule may pick
+    /// another department by what it says.
+    pub text: Option<&'a str>,
 }
 
 impl<'a> RoutingInput<'a> {
-    /// What the classifier said about an appeal, with the school it named looked up.
+    /// What the classifier said about an appeal (its normalised text beside), with the school
+    /// it named looked up.
     pub fn classified(
         classification: &'a crate::classify::Classification,
         school: Option<&'a School>,
+        normalised_text: &'a str,
     ) -> Self {
         Self {
             topic: classification.topic,
@@ -104,6 +142,7 @@ impl<'a> RoutingInput<'a> {
             urgent: classification.urgent,
             district: classification.district.as_deref(),
             school,
+            text: Some(normalised_text),
         }
     }
 
@@ -122,6 +161,7 @@ impl<'a> RoutingInput<'a> {
             urgent,
             district,
             school,
+            text: None,
         }
     }
 }
@@ -151,14 +191,32 @@ impl DispatchCatalogue {
                 .map(|u| u.code.clone())
                 .ok_or_else(|| SeedError::new(FILE, 0, format!("unknown unit `{code}`")))
         };
-        for rule in &file.rule {
+        let mut rules = file.rule;
+        for rule in &mut rules {
             known(rule.department.as_str())?;
             for unit in &rule.inform {
                 known(unit.as_str())?;
             }
+            for refinement in &mut rule.refine {
+                known(refinement.department.as_str())?;
+                if refinement.any.is_empty() {
+                    return Err(SeedError::new(
+                        FILE,
+                        0,
+                        format!("a refinement of `{}` names no phrase", rule.topic),
+                    ));
+                }
+                for phrase in refinement
+                    .any
+                    .iter_mut()
+                    .chain(refinement.unless.iter_mut())
+                {
+                    *phrase = crate::text::normalise(phrase);
+                }
+            }
         }
         for topic in TopicCode::ALL {
-            if !file.rule.iter().any(|r| r.topic == topic) {
+            if !rules.iter().any(|r| r.topic == topic) {
                 return Err(SeedError::new(
                     FILE,
                     0,
@@ -172,7 +230,7 @@ impl DispatchCatalogue {
             safety_unit: known(&file.safety_unit)?,
             triage_below_confidence: file.triage_below_confidence,
             returns_before_ruling: file.returns_before_ruling.max(1),
-            rules: file.rule,
+            rules,
         })
     }
 
@@ -238,10 +296,11 @@ impl DispatchCatalogue {
             .and_then(|d| units.district_bureau(d))
             .map(|u| u.code.clone());
 
+        let (department, refined_by) = rule.department(input.text);
         let mut plan = Plan::default();
         let (rule_name, explanation) = match (directly_administered, rule.level, district_bureau) {
             (Some(school), _, _) => {
-                plan.add(rule.department.clone(), AssignmentRole::Lead);
+                plan.add(department.clone(), AssignmentRole::Lead);
                 plan.add(school.administering_unit.clone(), AssignmentRole::Informed);
                 (
                     format!("{}/directly-administered-school", rule.topic),
@@ -252,22 +311,23 @@ impl DispatchCatalogue {
                 )
             }
             (None, Level::Department, bureau) => {
-                plan.add(rule.department.clone(), AssignmentRole::Lead);
+                plan.add(department.clone(), AssignmentRole::Lead);
                 if let Some(bureau) = bureau {
                     plan.add(bureau, AssignmentRole::Informed);
                 }
+                let rule_name = match refined_by {
+                    Some(_) => format!("{}/department/{department}", rule.topic),
+                    None => format!("{}/department", rule.topic),
+                };
                 (
-                    format!("{}/department", rule.topic),
-                    format!(
-                        "`{}` is handled city-wide by {}",
-                        rule.topic, rule.department
-                    ),
+                    rule_name,
+                    format!("`{}` is handled city-wide by {}", rule.topic, department),
                 )
             }
             (None, level, Some(bureau)) => {
                 plan.add(bureau.clone(), AssignmentRole::Lead);
                 if level == Level::Shared {
-                    plan.add(rule.department.clone(), AssignmentRole::Assisting);
+                    plan.add(department.clone(), AssignmentRole::Assisting);
                 }
                 (
                     format!("{}/district", rule.topic),
@@ -279,15 +339,19 @@ impl DispatchCatalogue {
                 )
             }
             (None, _, None) => {
-                plan.add(rule.department.clone(), AssignmentRole::Lead);
+                plan.add(department.clone(), AssignmentRole::Lead);
                 (
                     format!("{}/no-district", rule.topic),
                     format!(
                         "no district known for `{}`; the municipal department {} leads",
-                        rule.topic, rule.department
+                        rule.topic, department
                     ),
                 )
             }
+        };
+        let explanation = match refined_by {
+            Some(phrase) => format!("{explanation} (the appeal names {phrase}: {department})"),
+            None => explanation,
         };
         for unit in &rule.inform {
             plan.add(unit.clone(), AssignmentRole::Informed);
@@ -368,6 +432,7 @@ mod tests {
             urgent,
             district,
             school: None,
+            text: None,
         };
         let check = |input: RoutingInput<'_>, lead: &str, also: &[(&str, AssignmentRole)]| {
             let decision = catalogue.route(&input, &units);
@@ -411,6 +476,32 @@ mod tests {
             "qdedu-office",
             &[],
         );
+        // Universities are the higher-education office's; vocational colleges stay vocational.
+        for (text, lead) in [
+            (
+                "孩子在青岛一所大学读大二，宿舍空调要另交使用费",
+                "qdedu-higher",
+            ),
+            ("在青高校的研究生宿舍", "qdedu-higher"),
+            ("职业学院强制学生去电子厂实习", "qdedu-vocational"),
+            ("高职大学生实习工资被克扣", "qdedu-vocational"),
+            ("大學宿舍收費", "qdedu-higher"),
+        ] {
+            let normalised = crate::text::normalise(text);
+            check(
+                RoutingInput {
+                    text: Some(&normalised),
+                    ..input(TopicCode::VocationalHigher, Some("市南区"), false)
+                },
+                lead,
+                &[("shinan", AssignmentRole::Informed)],
+            );
+        }
+        check(
+            input(TopicCode::VocationalHigher, Some("市南区"), false),
+            "qdedu-vocational",
+            &[],
+        );
         if second_high.is_some() {
             check(
                 RoutingInput {
@@ -434,6 +525,7 @@ mod tests {
             urgent: false,
             district: None,
             school: None,
+            text: None,
         };
         assert!(matches!(
             catalogue.route(&base, &units),
@@ -481,6 +573,7 @@ mod tests {
             let school = case["school"]
                 .as_str()
                 .map(|s| schools.by_name(s).expect("school in directory"));
+            let normalised = crate::text::normalise(case["text"].as_str().unwrap());
             let input = RoutingInput {
                 topic,
                 confidence: 0.9,
@@ -488,6 +581,7 @@ mod tests {
                 urgent: case["urgent"].as_bool().unwrap(),
                 district: case["district"].as_str(),
                 school,
+                text: Some(&normalised),
             };
             let got = catalogue.route(&input, &units);
             checked += 1;

@@ -177,8 +177,9 @@ impl<C: Clock> RouterWorker<C> {
             .school
             .as_deref()
             .and_then(|s| dirs.schools.by_name(s));
+        let normalised = hotline_domain::text::normalise(&appeal.content);
         let decision = dirs.catalogue.route(
-            &RoutingInput::classified(&classification, school),
+            &RoutingInput::classified(&classification, school, &normalised),
             &dirs.units,
         );
         let (state, assignments, rule, explanation) = match &decision {

@@ -566,7 +566,8 @@ pub fn bench_routing_command() -> anyhow::Result<()> {
         let text = case["text"].as_str().unwrap_or_default();
         let c = classifier.classify(text, None, None);
         let school = c.school.as_deref().and_then(|s| schools.by_name(s));
-        let decision = catalogue.route(&RoutingInput::classified(&c, school), &units);
+        let normalised = normalise(text);
+        let decision = catalogue.route(&RoutingInput::classified(&c, school, &normalised), &units);
         let (kind, lead) = match &decision {
             RoutingDecision::Route { assignments, .. } => (
                 "route",
@@ -671,8 +672,9 @@ pub fn bench_real_command(
                 });
             }
             let c = classifier.classify(text, None, None);
+            let normalised = normalise(text);
             let decision = catalogue.route(
-                &hotline_domain::routing::RoutingInput::classified(&c, None),
+                &hotline_domain::routing::RoutingInput::classified(&c, None, &normalised),
                 &units,
             );
             let right = c.topic == label.topic;
