@@ -655,7 +655,8 @@ pub async fn callback(
         }
     };
     let mut tx = state.pool.begin().await?;
-    // Each caller of the case is called back once per resolution.
+    // Each caller of the case is called back once per resolution; an attempt that did not reach
+    // them does not count, so they can be tried again.
     cases::lock(&mut tx, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -673,6 +674,7 @@ pub async fn callback(
     let already: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = $1
              AND e.event_type = 'CallbackRecorded' AND e.detail->>'appeal_id' = $2
+             AND (e.detail->>'reached')::boolean IS DISTINCT FROM false
              AND e.id > coalesce((SELECT max(id) FROM case_events r
                                   WHERE r.case_id = $1 AND r.event_type = 'CaseResolved'), 0))",
     )

@@ -211,6 +211,7 @@ impl Clock {
         paused: Duration,
         policy: &DeadlinePolicy,
         calendar: &WorkingCalendar,
+        counted_in_working_days: bool,
     ) -> (DateTime<Utc>, DateTime<Utc>) {
         if extension_working_days == 0 && paused.is_zero() {
             return (self.warn_at, self.due_at);
@@ -222,7 +223,11 @@ impl Clock {
         };
         let due_at = extended + paused;
         (
-            policy.warn_at(self.starts_at, due_at, Some(calendar)),
+            policy.warn_at(
+                self.starts_at,
+                due_at,
+                counted_in_working_days.then_some(calendar),
+            ),
             due_at,
         )
     }
@@ -358,6 +363,17 @@ impl DeadlinePolicy {
         }
     }
 
+    /// The limit of a clock of `kind` for a case of this urgency and topic.
+    pub fn limit(&self, kind: DeadlineKind, urgency: Urgency, topic: Option<TopicCode>) -> Limit {
+        let limits = match urgency {
+            Urgency::Urgent => &self.urgent,
+            Urgency::Normal => topic
+                .and_then(|t| self.topic_limits.get(&t))
+                .unwrap_or(&self.normal),
+        };
+        limits.get(kind)
+    }
+
     /// A clock of `kind` for a case of this urgency and topic, starting at `starts_at`.
     pub fn clock(
         &self,
@@ -367,13 +383,7 @@ impl DeadlinePolicy {
         starts_at: DateTime<Utc>,
         calendar: &WorkingCalendar,
     ) -> Clock {
-        let limits = match urgency {
-            Urgency::Urgent => &self.urgent,
-            Urgency::Normal => topic
-                .and_then(|t| self.topic_limits.get(&t))
-                .unwrap_or(&self.normal),
-        };
-        let limit = limits.get(kind);
+        let limit = self.limit(kind, urgency, topic);
         let due_at = limit.after(starts_at, calendar);
         Clock {
             kind,
@@ -480,8 +490,13 @@ mod tests {
             (3, 36, "2026-03-11T01:00:00", "2026-03-13T22:00:00"),
         ];
         for (days, paused_hours, warn, due) in cases {
-            let (warn_at, due_at) =
-                clock.adjusted(days, Duration::hours(paused_hours), &policy, &calendar);
+            let (warn_at, due_at) = clock.adjusted(
+                days,
+                Duration::hours(paused_hours),
+                &policy,
+                &calendar,
+                true,
+            );
             assert_eq!(
                 (warn_at, due_at),
                 (china(warn), china(due)),

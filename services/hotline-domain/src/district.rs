@@ -79,8 +79,8 @@ impl DistrictMatcher {
 
     /// True when the name found at `start` is part of another place's name: Qingdao names its
     /// streets after its towns (即墨路 and 胶州路 are in 市北区, 黄岛路 in 市南区) and 胶州湾 is the
-    /// bay, so a two-character name followed by 路, 街, 湾, 大桥, 大道, 隧道 or 高速 is not a
-    /// district.
+    /// bay, so a two-character name followed by 路, 街 (not 街道, a subdistrict), 湾, 大桥, 大道,
+    /// 隧道 or 高速 is not a district.
     pub fn names_another_place(&self, normalised_text: &str, start: usize, index: usize) -> bool {
         let Some(name) = self.needles.phrases().get(index) else {
             return false;
@@ -91,9 +91,11 @@ impl DistrictMatcher {
         let after = normalised_text
             .get(start + name.len()..)
             .unwrap_or_default();
+        // 城阳街道 is a subdistrict of 城阳区, not a street.
         ["路", "街", "湾", "大桥", "大道", "隧道", "高速"]
             .iter()
             .any(|suffix| after.starts_with(suffix))
+            && !after.starts_with("街道")
     }
 
     /// Every district the text mentions, in order of first mention, without repeats.
@@ -135,6 +137,7 @@ mod tests {
         check("住在黄岛路，孩子在即墨区上学", &["即墨区"]);
         check("胶州路上的小学，胶州的亲戚", &["胶州市"]);
         check("即墨区即墨路", &["即墨区"]);
+        check("城阳街道一所小学", &["城阳区"]);
         check("", &[]);
     }
 

@@ -120,34 +120,20 @@ pub async fn lock_due(
     grace: chrono::Duration,
 ) -> Result<Vec<DeadlineRow>> {
     let sql = match alert {
-        Alert::Warning => {
+        Alert::Warning => format!(
             "SELECT d.* FROM case_deadlines d WHERE d.met_at IS NULL AND d.cancelled_at IS NULL
                AND NOT d.historical AND d.warned_at IS NULL AND d.breached_at IS NULL
-               AND d.paused_at IS NULL AND d.warn_at <= $1
-               AND NOT EXISTS (
-                   SELECT 1 FROM case_events e
-                    WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
-                      AND e.occurred_at <= $1
-                      AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
-                      AND NOT EXISTS (SELECT 1 FROM processed_events p
-                                       WHERE p.consumer = $3 AND p.event_id = e.event_id))
+               AND d.paused_at IS NULL AND d.warn_at <= $1 AND NOT {WARNING_HELD}
              ORDER BY d.warn_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED"
-        }
-        Alert::Breach => {
+        ),
+        Alert::Breach => format!(
             "SELECT d.* FROM case_deadlines d WHERE d.met_at IS NULL AND d.cancelled_at IS NULL
                AND NOT d.historical AND d.breached_at IS NULL AND d.paused_at IS NULL
-               AND d.due_at <= $1
-               AND (d.due_at <= $1 - $4 OR NOT EXISTS (
-                   SELECT 1 FROM case_events e
-                    WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
-                      AND e.occurred_at <= d.due_at
-                      AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
-                      AND NOT EXISTS (SELECT 1 FROM processed_events p
-                                       WHERE p.consumer = $3 AND p.event_id = e.event_id)))
+               AND d.due_at <= $1 AND NOT {BREACH_HELD}
              ORDER BY d.due_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED"
-        }
+        ),
     };
-    let query = sqlx::query_as::<_, DeadlineRow>(sql)
+    let query = sqlx::query_as::<_, DeadlineRow>(&sql)
         .bind(now)
         .bind(limit)
         .bind(tracker_consumer);
@@ -157,6 +143,60 @@ pub async fn lock_due(
     };
     Ok(query.fetch_all(conn).await?)
 }
+
+/// Whether a clock's alert is still held for the tracker (see [`lock_due`]). Asked again once
+/// the scanner holds the case's lock: a unit's action committed while the scanner waited for it
+/// is history the tracker has not seen yet.
+pub async fn still_held(
+    conn: &mut PgConnection,
+    id: i64,
+    alert: Alert,
+    now: DateTime<Utc>,
+    tracker_consumer: &str,
+    grace: chrono::Duration,
+) -> Result<bool> {
+    let held = match alert {
+        Alert::Warning => WARNING_HELD,
+        Alert::Breach => BREACH_HELD,
+    };
+    let sql = format!("SELECT {held} FROM case_deadlines d WHERE d.id = $2");
+    let query = sqlx::query_scalar::<_, bool>(&sql)
+        .bind(now)
+        .bind(id)
+        .bind(tracker_consumer);
+    let query = match alert {
+        Alert::Warning => query,
+        Alert::Breach => query.bind(grace),
+    };
+    Ok(query.fetch_optional(conn).await?.unwrap_or(false))
+}
+
+/// History of the clock's case, since the clock started and within the last 12 hours (older
+/// processed-event keys may have been pruned, and a tracker that far behind holds nothing), that
+/// the tracker (`$3`) has not processed. `$1` is now.
+macro_rules! unprocessed_history {
+    ($until:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM case_events e
+                      WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
+                        AND e.occurred_at > $1 - interval '12 hours' AND e.occurred_at <= ",
+            $until,
+            "
+                        AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
+                        AND NOT EXISTS (SELECT 1 FROM processed_events p
+                                         WHERE p.consumer = $3 AND p.event_id = e.event_id))"
+        )
+    };
+}
+
+/// A warning waits as long as the tracker is behind on the case.
+const WARNING_HELD: &str = unprocessed_history!("$1");
+/// A breach waits at most the grace (`$4`) past its deadline.
+const BREACH_HELD: &str = concat!(
+    "(d.due_at > $1 - $4 AND ",
+    unprocessed_history!("d.due_at"),
+    ")"
+);
 
 pub async fn mark_alerted(
     conn: &mut PgConnection,

@@ -52,11 +52,15 @@ impl StoreError {
 
 /// PostgreSQL's error codes (SQLSTATE) for conditions that pass: connection exceptions (08),
 /// transaction rollbacks such as deadlocks and serialization failures (40), insufficient
-/// resources such as too many connections (53), operator intervention such as a shutdown, a
-/// restart or a statement timeout (57), a lock not available (55P03) and a read-only
+/// resources such as too many connections (53), operator intervention such as a shutdown or a
+/// restart (57, but not a statement timeout), a lock not available (55P03) and a read-only
 /// transaction, which is what a former primary answers during a failover (25006).
 pub fn is_transient_sqlstate(code: &str) -> bool {
-    matches!(code.get(..2), Some("08" | "40" | "53" | "57")) || matches!(code, "55P03" | "25006")
+    // A statement timeout (57014) is left out: a query that always times out would stall its
+    // partition for good.
+    code != "57014"
+        && (matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
+            || matches!(code, "55P03" | "25006"))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -72,7 +76,7 @@ mod tests {
             ("40001", true),  // serialization failure
             ("57P01", true),  // admin shutdown
             ("57P03", true),  // cannot connect now (starting up)
-            ("57014", true),  // statement timeout
+            ("57014", false), // statement timeout: it may never pass
             ("53300", true),  // too many connections
             ("08006", true),  // connection failure
             ("25006", true),  // read-only transaction (failover)

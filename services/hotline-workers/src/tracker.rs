@@ -163,15 +163,19 @@ impl<C: Clock> Handler for TrackerWorker<C> {
                     hotline_events::from_timestamp(extended.new_resolve_by, "new_resolve_by")
                         .map_err(|e| HandlerError::Rejected(e.to_string()))?;
                 let policy = &self.rules.policy;
-                // Extensions are granted in working days.
+                // The warning follows working days only where the clock counts them.
                 let calendar = self.rules.calendar.current();
+                let warn_calendar = policy
+                    .limit(DeadlineKind::Resolve, urgency, topic)
+                    .in_working_days()
+                    .then_some(&*calendar);
                 deadlines::extend(
                     &mut tx,
                     case_id,
                     DeadlineKind::Resolve.as_str(),
                     new_due,
                     i32::try_from(extended.working_days).unwrap_or(i32::MAX),
-                    |s, d| policy.warn_at(s, d, Some(&calendar)),
+                    |s, d| policy.warn_at(s, d, warn_calendar),
                 )
                 .await
                 .map_err(store_error)?;
@@ -369,10 +373,15 @@ pub async fn scan_once<C: Clock>(
             states.insert(case_id, case.state);
         }
     }
+    let mut emitted = 0;
     for row in &due {
         let Some(state) = states.get(&row.case_id) else {
             continue;
         };
+        if deadlines::still_held(&mut tx, row.id, alert, now, NAME, ALERT_GRACE).await? {
+            continue;
+        }
+        emitted += 1;
         let unit = row.unit_code.clone().unwrap_or_default();
         let (payload, counter) = match alert {
             Alert::Warning => (
@@ -419,5 +428,5 @@ pub async fn scan_once<C: Clock>(
         metrics::counter!(counter, "deadline" => row.kind.clone()).increment(1);
     }
     tx.commit().await?;
-    Ok(due.len())
+    Ok(emitted)
 }

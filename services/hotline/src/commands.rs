@@ -517,15 +517,17 @@ pub async fn recompute_deadlines(config: &Config) -> anyhow::Result<()> {
     let clocks = hotline_store::deadlines::running(&mut tx).await?;
     for clock in &clocks {
         let kind: DeadlineKind = clock.kind.parse().map_err(anyhow::Error::msg)?;
-        let fresh = if clock.reopen {
-            policy.reopen_clock(clock.starts_at, &calendar)
+        let urgency = Urgency::from_flag(clock.urgent);
+        let topic = clock.topic.parse().ok();
+        let (fresh, limit) = if clock.reopen {
+            (
+                policy.reopen_clock(clock.starts_at, &calendar),
+                policy.reopen_resolve,
+            )
         } else {
-            policy.clock(
-                kind,
-                Urgency::from_flag(clock.urgent),
-                clock.topic.parse().ok(),
-                clock.starts_at,
-                &calendar,
+            (
+                policy.clock(kind, urgency, topic, clock.starts_at, &calendar),
+                policy.limit(kind, urgency, topic),
             )
         };
         // What happened to the clock since it started still holds: an approved extension's
@@ -535,6 +537,7 @@ pub async fn recompute_deadlines(config: &Config) -> anyhow::Result<()> {
             chrono::Duration::seconds(clock.paused_seconds.max(0)),
             &policy,
             &calendar,
+            limit.in_working_days(),
         );
         hotline_store::deadlines::recompute(
             &mut tx,

@@ -238,6 +238,7 @@ async fn bad_requests_get_clear_4xx_errors() {
     for (path, mentions) in [
         ("/api/v1/cases?limit=x", "limit"),
         ("/api/v1/cases?colour=red", "colour"),
+        ("/api/v1/webhooks/deliveries?unit=%00", "NUL"),
         ("/api/v1/rates?to=2026-03-31", "from"),
         ("/api/v1/rates?from=2026-01-01&to=%2B262142-12-31", "to"),
         ("/api/v1/rates?from=-262143-01-01&to=2026-01-01", "from"),

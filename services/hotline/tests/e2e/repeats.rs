@@ -214,6 +214,18 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
     .await;
     assert_ne!(urgent["case_id"], case_id.as_str(), "{urgent}");
     assert_eq!(urgent["urgent"], true, "{urgent}");
+    // It is the same matter by the repeat rules (same school and topic, text overlap above the
+    // other-caller threshold): only its urgency kept it out.
+    let policy = hotline_domain::repeats::RepeatPolicy::builtin();
+    let overlap = hotline_domain::repeats::Fingerprint::of(
+        "青岛第五十中学食堂今天中午的鸡腿又是坏的，十几个孩子食物中毒送医院了",
+    )
+    .similarity(&hotline_domain::repeats::Fingerprint::of(
+        "青岛第五十中学周三中午的鸡腿是坏的，我们班好几个孩子吃完肚子疼",
+    ));
+    assert!(overlap >= policy.other_caller_similarity, "{overlap}");
+    assert_eq!(urgent["topic"], other_parent["topic"], "{urgent}");
+    assert_eq!(urgent["school"], other_parent["school"], "{urgent}");
 
     let (_, case) = api.get(&format!("/api/v1/cases/{case_id}"), &licang).await;
     assert_eq!(case["appeals"].as_array().unwrap().len(), 3, "{case}");
@@ -313,7 +325,16 @@ async fn repeats_join_the_open_case_can_be_unlinked_and_count_against_the_closin
         (200, Some("callback_done")),
         "{body}"
     );
-    let (status, body) = api.post(&callback, &operator, &second_callback).await;
+    // Tried again in the afternoon and reached: recorded; a third callback for this caller is
+    // one too many.
+    let reached = json!({"appeal_id": again["id"], "reached": true, "solved": true, "satisfaction": "satisfied"});
+    let (status, body) = api.post(&callback, &operator, &reached).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("callback_done")),
+        "{body}"
+    );
+    let (status, body) = api.post(&callback, &operator, &reached).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("already_called_back"))
