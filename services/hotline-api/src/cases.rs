@@ -757,19 +757,13 @@ pub async fn close(
     Ok(done(id, to))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReopenRequest {
-    pub reason: Option<String>,
-}
-
 /// A manager reopens a closed case (the problem came back, or it was closed wrongly): the lead
 /// unit handles it again, and the tracker gives it the policy's reopen clock.
 pub async fn reopen(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(request, _): JsonBody<ReopenRequest>,
+    JsonBody(request, _): JsonBody<ReasonRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let reason = note(request.reason, "reason", true)?;
@@ -790,9 +784,10 @@ pub async fn reopen(
     Ok(done(id, to))
 }
 
+/// A body of one required `reason` (transfer out, reopen).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TransferOutRequest {
+pub struct ReasonRequest {
     pub reason: Option<String>,
 }
 
@@ -800,7 +795,7 @@ pub async fn transfer_out(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody(request, _): JsonBody<TransferOutRequest>,
+    JsonBody(request, _): JsonBody<ReasonRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let reason = note(request.reason, "reason", true)?;

@@ -402,15 +402,17 @@ impl DeadlinePolicy {
 mod tests {
     use super::*;
 
+    /// An instant given in China time, `YYYY-MM-DDTHH:MM:SS`.
+    fn china(local: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("{local}+08:00"))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn warnings_of_working_day_clocks_fall_on_working_days() {
         let policy = DeadlinePolicy::builtin();
         let calendar = WorkingCalendar::builtin();
-        let china = |s: &str| {
-            DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
-                .unwrap()
-                .with_timezone(&Utc)
-        };
         let cases = [
             // 5 working days over National Day end on the make-up Saturday; 75 % of the span
             // is 7 October, a holiday: the warning moves back to the last working day before.
@@ -468,11 +470,6 @@ mod tests {
     fn a_recomputed_clock_keeps_its_extension_and_pauses() {
         let policy = DeadlinePolicy::builtin();
         let calendar = WorkingCalendar::builtin();
-        let china = |s: &str| {
-            DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
-                .unwrap()
-                .with_timezone(&Utc)
-        };
         // Monday 2 March 2026, 10:00, resolve in 5 working days: Monday 9 March.
         let clock = Clock {
             kind: DeadlineKind::Resolve,

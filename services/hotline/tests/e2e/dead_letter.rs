@@ -126,7 +126,6 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
     assert_eq!(body["status"], "routed", "{body}");
     assert_eq!(body["lead_unit"], "licang");
     // The redriven record was for the classifier only: the topic's other groups skipped it.
-    let metrics_url = format!("{}/metrics", api.base);
     for group in [
         env.group(hotline_workers::router::NAME),
         env.group(hotline_workers::proactive::NAME),
@@ -136,15 +135,7 @@ async fn poison_messages_are_dead_lettered_and_redriven_after_the_fix() {
             "the other groups skip the redriven record",
             CONSUMER_WAIT,
             || async {
-                let text = api
-                    .http
-                    .get(&metrics_url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let text = api.metrics().await;
                 text.contains(&line).then_some(())
             },
         )

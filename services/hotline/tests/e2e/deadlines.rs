@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use chrono::{DateTime, Duration as Span, Utc};
-use hotline::app::Component;
+use hotline::app::{Component, Stack};
 use hotline_store::deadlines::Alert;
 use hotline_store::tokens::Role;
 use hotline_workers::clock::ShiftedClock;
@@ -19,38 +19,8 @@ async fn an_urgent_case_not_contacted_in_time_is_warned_breached_and_escalated_o
     let api = Api::new(&stack);
     let operator = token(&stack.pool, Role::Operator, None).await;
 
-    let id = api
-        .file(
-            &operator,
-            "李沧区某小学校园欺凌，我家孩子现在被同学打伤了，头还在流血，学校不管",
-        )
-        .await;
-    let appeal = api.wait_settled(&operator, &id).await;
-    assert_eq!(appeal["urgent"], true, "{appeal}");
-    assert_eq!(appeal["lead_unit"], "licang");
-    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
-    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
-    assert_eq!(
-        api.post(
-            &format!("/api/v1/cases/{case_id}/accept"),
-            &unit,
-            &json!({})
-        )
-        .await
-        .0,
-        200
-    );
+    let (case_id, _unit) = urgent_case_signed(&stack, &api, &operator).await;
     let case_path = format!("/api/v1/cases/{case_id}");
-    eventually("the sign clock is met", Duration::from_secs(20), || async {
-        let (_, case) = api.get(&case_path, &operator).await;
-        case["clocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["kind"] == "sign" && c["met_at"].is_string())
-            .then_some(())
-    })
-    .await;
 
     // Urgent policy: contact within 2 h, warned at 75 % (90 min).
     clock.advance(Span::minutes(95));
@@ -133,6 +103,29 @@ async fn an_urgent_case_not_contacted_in_time_is_warned_breached_and_escalated_o
     env.cleanup(pool).await;
 }
 
+/// Files an urgent bullying appeal in 李沧区, has the district bureau accept it and waits until
+/// its sign clock is met; returns the case id and the unit's token.
+async fn urgent_case_signed(stack: &Stack, api: &Api, operator: &str) -> (String, String) {
+    let id = api
+        .file(
+            operator,
+            "李沧区某小学校园欺凌，我家孩子现在被同学打伤了，头还在流血，学校不管",
+        )
+        .await;
+    let appeal = api.wait_settled(operator, &id).await;
+    assert_eq!(appeal["urgent"], true, "{appeal}");
+    assert_eq!(appeal["lead_unit"], "licang");
+    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
+    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
+    let case_path = format!("/api/v1/cases/{case_id}");
+    let (status, body) = api
+        .post(&format!("{case_path}/accept"), &unit, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.wait_clock(&case_path, operator, "sign", "met_at").await;
+    (case_id, unit)
+}
+
 /// A unit that contacts the citizen in time is not breached because the tracker is behind: the
 /// scanner waits while the case has history the tracker has not processed.
 #[tokio::test]
@@ -142,32 +135,8 @@ async fn a_clock_met_in_time_is_not_breached_while_the_tracker_lags() {
     let stack = env.start_all(clock.clone()).await;
     let api = Api::new(&stack);
     let operator = token(&stack.pool, Role::Operator, None).await;
-    let id = api
-        .file(
-            &operator,
-            "李沧区某小学校园欺凌，我家孩子现在被同学打伤了，头还在流血，学校不管",
-        )
-        .await;
-    let appeal = api.wait_settled(&operator, &id).await;
-    assert_eq!(appeal["urgent"], true, "{appeal}");
-    let case_id = appeal["case_id"].as_str().unwrap().to_owned();
+    let (case_id, unit) = urgent_case_signed(&stack, &api, &operator).await;
     let case_path = format!("/api/v1/cases/{case_id}");
-    let unit = token(&stack.pool, Role::Unit, Some("licang")).await;
-    let (status, body) = api
-        .post(&format!("{case_path}/accept"), &unit, &json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let pool = stack.pool.clone();
-    eventually("the sign clock is met", Duration::from_secs(20), || async {
-        let met: Option<i64> = sqlx::query_scalar(
-            "SELECT count(*) FROM case_deadlines WHERE kind = 'sign' AND met_at IS NOT NULL",
-        )
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
-        (met == Some(1)).then_some(())
-    })
-    .await;
 
     // Only the API runs: the unit contacts the citizen 10 minutes before the 2-hour deadline,
     // and nothing consumes that event yet.
@@ -197,20 +166,8 @@ async fn a_clock_met_in_time_is_not_breached_while_the_tracker_lags() {
     // is ever raised for it.
     let stack = env.start_all(clock.clone()).await;
     let api = Api::new(&stack);
-    eventually(
-        "the contact clock is met",
-        Duration::from_secs(20),
-        || async {
-            let (_, case) = api.get(&case_path, &operator).await;
-            case["clocks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["kind"] == "contact" && c["met_at"].is_string())
-                .then_some(())
-        },
-    )
-    .await;
+    api.wait_clock(&case_path, &operator, "contact", "met_at")
+        .await;
     for alert in [Alert::Breach, Alert::Warning] {
         let emitted = hotline_workers::tracker::scan_once(&stack.pool, &clock, alert)
             .await

@@ -223,20 +223,11 @@ async fn waiting_for_the_citizen_stops_the_resolve_clock() {
             .0,
         200
     );
-    eventually(
-        "the contact clock is met",
-        Duration::from_secs(20),
-        || async {
-            let (_, case) = api
-                .get(&format!("/api/v1/cases/{case_id}"), &operator)
-                .await;
-            case["clocks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["kind"] == "contact" && c["met_at"].is_string())
-                .then_some(())
-        },
+    api.wait_clock(
+        &format!("/api/v1/cases/{case_id}"),
+        &operator,
+        "contact",
+        "met_at",
     )
     .await;
 
@@ -256,17 +247,12 @@ async fn waiting_for_the_citizen_stops_the_resolve_clock() {
             .0,
         409
     );
-    eventually("the clock stops", Duration::from_secs(20), || async {
-        let (_, case) = api
-            .get(&format!("/api/v1/cases/{case_id}"), &operator)
-            .await;
-        case["clocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["kind"] == "resolve" && c["paused_at"].is_string())
-            .then_some(())
-    })
+    api.wait_clock(
+        &format!("/api/v1/cases/{case_id}"),
+        &operator,
+        "resolve",
+        "paused_at",
+    )
     .await;
     // Ten days pass while the clock stands still: no warning, no breach.
     clock.advance(Span::days(10));
@@ -312,17 +298,12 @@ async fn waiting_for_the_citizen_stops_the_resolve_clock() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    eventually("the clock stops again", Duration::from_secs(20), || async {
-        let (_, case) = api
-            .get(&format!("/api/v1/cases/{case_id}"), &operator)
-            .await;
-        case["clocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["kind"] == "resolve" && c["paused_at"].is_string())
-            .then_some(())
-    })
+    api.wait_clock(
+        &format!("/api/v1/cases/{case_id}"),
+        &operator,
+        "resolve",
+        "paused_at",
+    )
     .await;
     clock.advance(Span::days(30));
     let (status, body) = api

@@ -132,19 +132,13 @@ async fn a_case_is_returned_reassigned_reopened_and_closed() {
         "{body}"
     );
     let reopened_at = clock_now(&clock);
-    eventually("the reopen clock runs", Duration::from_secs(20), || async {
-        let (_, case) = api.get(&case_path, &operator).await;
-        let due = case["deadlines"]["resolve"]
-            .as_str()
-            .map(|d| DateTime::parse_from_rfc3339(d).unwrap());
-        due.filter(|d| {
-            (d.with_timezone(&Utc) - reopened_at - Span::days(7))
-                .num_seconds()
-                .abs()
-                < 5
-        })
-        .map(|_| ())
-    })
+    resolve_due_near(
+        &api,
+        &case_path,
+        &operator,
+        reopened_at + Span::days(7),
+        "the reopen clock runs",
+    )
     .await;
     for (action, body) in [
         ("contact", json!({"note": "再次联系"})),
@@ -206,22 +200,12 @@ async fn a_case_is_returned_reassigned_reopened_and_closed() {
         "{body}"
     );
     let reopened_at = clock_now(&clock);
-    eventually(
+    resolve_due_near(
+        &api,
+        &case_path,
+        &operator,
+        reopened_at + Span::days(7),
         "the reopen clock runs again",
-        Duration::from_secs(20),
-        || async {
-            let (_, case) = api.get(&case_path, &operator).await;
-            let due = case["deadlines"]["resolve"]
-                .as_str()
-                .map(|d| DateTime::parse_from_rfc3339(d).unwrap());
-            due.filter(|d| {
-                (d.with_timezone(&Utc) - reopened_at - Span::days(7))
-                    .num_seconds()
-                    .abs()
-                    < 5
-            })
-            .map(|_| ())
-        },
     )
     .await;
     let (status, _) = api.post(&path("reopen"), &manager, &reason).await;
@@ -230,6 +214,25 @@ async fn a_case_is_returned_reassigned_reopened_and_closed() {
     let pool = stack.pool.clone();
     stack.stop().await;
     env.cleanup(pool).await;
+}
+
+/// Waits until the case's resolve deadline is `expected` (within 5 seconds).
+async fn resolve_due_near(
+    api: &Api,
+    case_path: &str,
+    token: &str,
+    expected: DateTime<Utc>,
+    what: &str,
+) {
+    eventually(what, Duration::from_secs(20), || async {
+        let (_, case) = api.get(case_path, token).await;
+        let due = case["deadlines"]["resolve"]
+            .as_str()
+            .map(|d| DateTime::parse_from_rfc3339(d).unwrap());
+        due.filter(|d| (d.with_timezone(&Utc) - expected).num_seconds().abs() < 5)
+            .map(|_| ())
+    })
+    .await;
 }
 
 fn clock_now(clock: &ShiftedClock) -> DateTime<Utc> {

@@ -103,15 +103,7 @@ async fn a_platform_export_is_imported_once_and_history_raises_no_alerts() {
     assert_eq!(appeal["historical"], true);
 
     // The metrics count what happened.
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains("hotline_appeals_classified_total"),
         "{metrics}"

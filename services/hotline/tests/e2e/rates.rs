@@ -243,20 +243,11 @@ async fn rates_over_ten_thousand_cases_match_an_independent_computation() {
     );
 
     // The last 30 days' figures are also gauges on /metrics, labelled by unit.
-    let metrics_url = format!("{}/metrics", api.base);
     eventually(
         "rate gauges are exported",
         std::time::Duration::from_secs(20),
         || async {
-            let text = api
-                .http
-                .get(&metrics_url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = api.metrics().await;
             text.lines()
                 .any(|l| {
                     l.starts_with("hotline_satisfaction_rate{") && l.contains("unit=\"xihaian\"")

@@ -174,6 +174,33 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Waits until the case at `case_path` has a `kind` clock whose `field` (`met_at`,
+    /// `paused_at` …) is set.
+    pub async fn wait_clock(&self, case_path: &str, token: &str, kind: &str, field: &str) {
+        let what = format!("the {kind} clock's {field}");
+        eventually(&what, Duration::from_secs(20), || async {
+            let (_, case) = self.get(case_path, token).await;
+            case["clocks"]
+                .as_array()?
+                .iter()
+                .any(|c| c["kind"] == kind && c[field].is_string())
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The Prometheus text of `/metrics` (no token needed).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn file(&self, token: &str, content: &str) -> String {
         let (status, body) = self
             .post(
