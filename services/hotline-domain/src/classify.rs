@@ -356,18 +356,7 @@ impl KeywordClassifier {
         let district = district_hint
             .and_then(|d| self.districts.canonical(d))
             .or_else(|| school.map(|s| s.district.as_str()))
-            .or_else(|| {
-                found
-                    .matches
-                    .of(DISTRICT_NAMES)
-                    .iter()
-                    .find(|(start, index)| {
-                        !self
-                            .districts
-                            .names_another_place(found.normalised_text, *start, *index)
-                    })
-                    .map(|(_, index)| self.districts.district_named_by(*index))
-            })
+            .or_else(|| self.district_in_text(found))
             .map(str::to_owned);
         Extraction {
             urgent_cue: self.urgent_cue(found),
@@ -376,6 +365,29 @@ impl KeywordClassifier {
                 .map(|s| s.name.clone())
                 .or_else(|| school_hint.map(str::to_owned)),
         }
+    }
+
+    /// The district the text's matter is in: the first one named, except that where the family
+    /// lives (我家住市北区，孩子在西海岸新区一所小学…) gives way to another district named.
+    fn district_in_text<'a>(&'a self, found: &Findings<'_>) -> Option<&'a str> {
+        let text = found.normalised_text;
+        let mut named = found
+            .matches
+            .of(DISTRICT_NAMES)
+            .iter()
+            .filter(|(start, index)| !self.districts.names_another_place(text, *start, *index))
+            .map(|(start, index)| {
+                let before = last_chars(text.get(..*start).unwrap_or_default(), 4);
+                let home = RESIDENCE_MARKERS.iter().any(|m| before.contains(m));
+                (self.districts.district_named_by(*index), home)
+            });
+        let (first, first_is_home) = named.next()?;
+        if !first_is_home {
+            return Some(first);
+        }
+        named
+            .find(|(district, home)| !home && *district != first)
+            .map_or(Some(first), |(district, _)| Some(district))
     }
 
     /// The taxonomy's evidence per topic: summed weights of the phrases found (each phrase
@@ -559,6 +571,9 @@ fn denied_in_clause(before: &str) -> bool {
 }
 
 /// The last `n` characters of `text` (all of it when shorter), without copying.
+/// Words just before a district that say the family lives there, not that the matter is there.
+const RESIDENCE_MARKERS: [&str; 6] = ["家住", "住在", "我家在", "家在", "户籍", "户口"];
+
 fn last_chars(text: &str, n: usize) -> &str {
     match n.checked_sub(1) {
         None => "",
@@ -859,6 +874,24 @@ mod tests {
                 .as_deref(),
             Some("即墨区")
         );
+        for (text, district) in [
+            (
+                "我家住市北区，孩子在西海岸新区一所小学上学，食堂饭菜有虫",
+                Some("黄岛区"),
+            ),
+            (
+                "家住李沧区，户籍在崂山区，孩子想在市南区上学",
+                Some("市南区"),
+            ),
+            ("我家住在城阳区，附近的小学食堂很差", Some("城阳区")),
+            ("市北区一所小学，我家住李沧区", Some("市北区")),
+        ] {
+            assert_eq!(
+                c.classify(text, None, None).district.as_deref(),
+                district,
+                "{text}"
+            );
+        }
         let got = c.classify(
             "我家住市北区，孩子在山东省青岛第二中学，食堂很差",
             None,
