@@ -216,7 +216,9 @@ pub async fn mark_alerted(
 }
 
 /// Moves the running clock of `kind` to a new deadline (an approved extension). Its warning is
-/// re-armed for the new deadline.
+/// re-armed for the new deadline. A case is extended once, so the clock records that extension's
+/// working days (set, not added: the migration that introduced the column may already have
+/// filled them in).
 pub async fn extend(
     conn: &mut PgConnection,
     case_id: Uuid,
@@ -236,7 +238,7 @@ pub async fn extend(
     if let Some((id, starts_at)) = running {
         sqlx::query(
             "UPDATE case_deadlines SET due_at = $2, warn_at = $3, warned_at = NULL,
-                 extension_working_days = extension_working_days + $4
+                 extension_working_days = $4
              WHERE id = $1 AND breached_at IS NULL",
         )
         .bind(id)
