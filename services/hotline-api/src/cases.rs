@@ -118,6 +118,11 @@ pub(crate) async fn apply(
         action.detail,
     )
     .await?;
+    // A pause lasts while a unit works on the case: resolving, returning, transferring or linking
+    // it ends the pause (the tracker ends the clock's pause on the same event).
+    if case.paused_at.is_some() && !to.is_open_with_unit() {
+        cases::set_paused(tx, case_id, None).await?;
+    }
     Ok((case, to))
 }
 

@@ -7,7 +7,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
-use hotline_domain::calendar::china_offset;
+use hotline_domain::calendar::china_instant;
 use hotline_store::tokens::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,8 +43,7 @@ fn day(raw: &str, field: &'static str) -> Result<NaiveDate, ApiError> {
 /// The instants a period of China-time days covers: from the first day's midnight to the
 /// midnight after the last.
 fn period(first: NaiveDate, last: NaiveDate) -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
-    let offset = chrono::Duration::seconds(china_offset().local_minus_utc().into());
-    let midnight = |date: NaiveDate| date.and_time(chrono::NaiveTime::MIN).and_utc() - offset;
+    let midnight = |date: NaiveDate| china_instant(date.and_time(chrono::NaiveTime::MIN));
     // `day` keeps both within 2000–2099, so the day after `last` exists.
     let after_last = last.succ_opt().unwrap_or(last);
     (midnight(first), midnight(after_last))

@@ -2,11 +2,16 @@
 //! from `seeds/calendar/holidays.tsv`. Times are China Standard Time (UTC+8, no daylight saving).
 
 use crate::SeedError;
-use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, NaiveDateTime, Utc, Weekday};
 use std::collections::BTreeSet;
 
 pub fn china_offset() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+/// The instant of a China-time date and time (a fixed offset: every local time exists once).
+pub fn china_instant(local: NaiveDateTime) -> DateTime<Utc> {
+    local.and_utc() - chrono::Duration::seconds(china_offset().local_minus_utc().into())
 }
 
 /// What an official schedule says of a date.
@@ -138,10 +143,7 @@ impl WorkingCalendar {
         for _ in 0..n {
             date = self.next_working_day(date);
         }
-        tz.from_local_datetime(&date.and_time(time))
-            .single()
-            .expect("a fixed offset has no gaps")
-            .with_timezone(&Utc)
+        china_instant(date.and_time(time))
     }
 
     fn next_working_day(&self, mut date: NaiveDate) -> NaiveDate {

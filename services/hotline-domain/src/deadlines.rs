@@ -1,7 +1,7 @@
 //! Deadline policy (`seeds/deadline-policy.toml`): how long a unit has to sign, contact the citizen,
 //! resolve, and how long the operator has to call back, by urgency.
 
-use crate::calendar::{china_offset, WorkingCalendar};
+use crate::calendar::{china_instant, china_offset, WorkingCalendar};
 use crate::topic::TopicCode;
 use crate::SeedError;
 use chrono::{DateTime, Duration, Utc};
@@ -342,9 +342,7 @@ impl DeadlinePolicy {
                 None => return natural,
             }
         }
-        let moved = (date.and_time(local.time()).and_utc()
-            - Duration::seconds(china_offset().local_minus_utc().into()))
-        .min(natural);
+        let moved = china_instant(date.and_time(local.time())).min(natural);
         moved.max(starts_at)
     }
 

@@ -364,16 +364,10 @@ pub async fn record_transition(
     detail: serde_json::Value,
 ) -> Result<()> {
     if from.is_some() {
-        // Leaving `returned` settles any pending ruling. A pause lasts while a unit works on the
-        // case: resolving, returning, transferring or linking it ends the pause (the tracker
-        // ends the clock's pause on the same event).
+        // Leaving `returned` settles any pending ruling.
         sqlx::query(
             "UPDATE cases SET state = $2, updated_at = $3,
-                 ruling_requested = CASE WHEN $2 = 'returned' THEN ruling_requested END,
-                 paused_at = CASE WHEN $2 IN ('routed', 'accepted', 'contacted', 'reopened')
-                                  THEN paused_at END,
-                 pause_reason = CASE WHEN $2 IN ('routed', 'accepted', 'contacted', 'reopened')
-                                     THEN pause_reason END
+                 ruling_requested = CASE WHEN $2 = 'returned' THEN ruling_requested END
              WHERE id = $1",
         )
         .bind(case_id)

@@ -119,17 +119,18 @@ pub async fn lock_due(
     tracker_consumer: &str,
     grace: chrono::Duration,
 ) -> Result<Vec<DeadlineRow>> {
+    let held = held(alert);
     let sql = match alert {
         Alert::Warning => format!(
             "SELECT d.* FROM case_deadlines d WHERE d.met_at IS NULL AND d.cancelled_at IS NULL
                AND NOT d.historical AND d.warned_at IS NULL AND d.breached_at IS NULL
-               AND d.paused_at IS NULL AND d.warn_at <= $1 AND NOT {WARNING_HELD}
+               AND d.paused_at IS NULL AND d.warn_at <= $1 AND NOT {held}
              ORDER BY d.warn_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED"
         ),
         Alert::Breach => format!(
             "SELECT d.* FROM case_deadlines d WHERE d.met_at IS NULL AND d.cancelled_at IS NULL
                AND NOT d.historical AND d.breached_at IS NULL AND d.paused_at IS NULL
-               AND d.due_at <= $1 AND NOT {BREACH_HELD}
+               AND d.due_at <= $1 AND NOT {held}
              ORDER BY d.due_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED"
         ),
     };
@@ -155,11 +156,10 @@ pub async fn still_held(
     tracker_consumer: &str,
     grace: chrono::Duration,
 ) -> Result<bool> {
-    let held = match alert {
-        Alert::Warning => WARNING_HELD,
-        Alert::Breach => BREACH_HELD,
-    };
-    let sql = format!("SELECT {held} FROM case_deadlines d WHERE d.id = $2");
+    let sql = format!(
+        "SELECT {} FROM case_deadlines d WHERE d.id = $2",
+        held(alert)
+    );
     let query = sqlx::query_scalar::<_, bool>(&sql)
         .bind(now)
         .bind(id)
@@ -172,31 +172,30 @@ pub async fn still_held(
 }
 
 /// History of the clock's case, since the clock started and within the last 12 hours (older
-/// processed-event keys may have been pruned, and a tracker that far behind holds nothing), that
-/// the tracker (`$3`) has not processed. `$1` is now.
-macro_rules! unprocessed_history {
-    ($until:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM case_events e
-                      WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
-                        AND e.occurred_at > $1 - interval '12 hours' AND e.occurred_at <= ",
-            $until,
-            "
-                        AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
-                        AND NOT EXISTS (SELECT 1 FROM processed_events p
-                                         WHERE p.consumer = $3 AND p.event_id = e.event_id))"
-        )
-    };
+/// processed-event keys may have been pruned, and a tracker that far behind holds nothing), up
+/// to `until`, that the tracker (`$3`) has not processed. `$1` is now.
+fn unprocessed_history(until: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM case_events e
+                  WHERE e.case_id = d.case_id AND e.occurred_at >= d.starts_at
+                    AND e.occurred_at > $1 - interval '12 hours' AND e.occurred_at <= {until}
+                    AND e.event_type NOT IN ('DeadlineWarned', 'DeadlineBreached', 'CaseEscalated')
+                    AND NOT EXISTS (SELECT 1 FROM processed_events p
+                                     WHERE p.consumer = $3 AND p.event_id = e.event_id))"
+    )
 }
 
-/// A warning waits as long as the tracker is behind on the case.
-const WARNING_HELD: &str = unprocessed_history!("$1");
-/// A breach waits at most the grace (`$4`) past its deadline.
-const BREACH_HELD: &str = concat!(
-    "(d.due_at > $1 - $4 AND ",
-    unprocessed_history!("d.due_at"),
-    ")"
-);
+/// Whether an alert is held (see [`lock_due`]): a warning as long as the tracker is behind on the
+/// case, a breach at most the grace (`$4`) past its deadline.
+fn held(alert: Alert) -> String {
+    match alert {
+        Alert::Warning => unprocessed_history("$1"),
+        Alert::Breach => format!(
+            "(d.due_at > $1 - $4 AND {})",
+            unprocessed_history("d.due_at")
+        ),
+    }
+}
 
 pub async fn mark_alerted(
     conn: &mut PgConnection,

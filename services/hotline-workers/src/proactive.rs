@@ -642,11 +642,7 @@ pub async fn scan_once<C: Clock>(
 }
 
 fn china_midnight(date: chrono::NaiveDate) -> DateTime<Utc> {
-    date.and_time(chrono::NaiveTime::MIN)
-        .and_local_timezone(hotline_domain::calendar::china_offset())
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
+    hotline_domain::calendar::china_instant(date.and_time(chrono::NaiveTime::MIN))
 }
 
 /// Scans until shutdown.
